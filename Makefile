@@ -1,0 +1,34 @@
+# SeqRank: `make demo` runs the main job on bundled defaults, `make test` runs the test suite.
+# Both create/update .venv (Python 3.11) idempotently first.
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: venv venv-dev demo test lint format bench clean
+
+venv:
+	@bash tools/bootstrap.sh
+
+venv-dev:
+	@bash tools/bootstrap.sh --dev
+
+demo: venv
+	@$(PY) -m scripts.run_demo
+
+test: venv-dev
+	@$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: venv-dev
+	@$(PY) -m flake8 --max-line-length 100 seqrank scripts demo tests train_net.py
+	@$(PY) -m black --check -l 100 -q seqrank scripts demo tests train_net.py
+	@$(PY) -m isort --check -q --profile black -l 100 seqrank scripts demo tests train_net.py
+
+format: venv-dev
+	@$(PY) -m black -l 100 -q seqrank scripts demo tests train_net.py benchmarks
+	@$(PY) -m isort -q --profile black -l 100 seqrank scripts demo tests train_net.py benchmarks
+
+bench: venv-dev
+	@$(PY) -m benchmarks.bench_metrics
+	@$(PY) -m benchmarks.bench_inference
+
+clean:
+	rm -rf output .pytest_cache

@@ -1,0 +1,168 @@
+"""Checkpoint loading that is strict about fit and careful about pickles.
+
+* Full-model checkpoints must fit the model exactly: a missing, unexpected or shape-mismatched key
+  raises :class:`CheckpointMismatchError` listing the first offenders (the original loaded
+  non-strictly and silently left layers random when the YAML did not match the checkpoint).
+* Backbone-only files (ImageNet initialisation, e.g. the converted Swin checkpoint) are loaded into
+  the backbone; keys absent from them start at their default initialisation, with a log line.
+* Files are unpickled with ``weights_only=True`` plus an allow-list of the plain Python/NumPy types
+  detectron2 training state contains. Anything else needs an explicit opt-in
+  (``--trust-checkpoint`` or ``SEQRANK_TRUST_CHECKPOINTS=1``).
+"""
+
+import collections
+import logging
+import os
+import pickle
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+
+__all__ = [
+    "CheckpointMismatchError",
+    "SeqRankCheckpointer",
+    "safe_torch_load",
+    "trust_checkpoints",
+]
+
+logger = logging.getLogger(__name__)
+TRUST_ENV = "SEQRANK_TRUST_CHECKPOINTS"
+MAX_LISTED_KEYS = 10
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint's keys or shapes do not fit the model built from the config."""
+
+
+class UntrustedCheckpointError(RuntimeError):
+    """The file holds Python objects outside the allow-list."""
+
+
+def trust_checkpoints():
+    return os.environ.get(TRUST_ENV, "") not in ("", "0", "false", "False")
+
+
+def _allowed_globals():
+    allowed = [collections.Counter, collections.OrderedDict, collections.defaultdict, np.ndarray]
+    allowed.append(np.dtype)
+    allowed += [type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1")]
+    allowed.append(np._core.multiarray._reconstruct)
+    allowed.append(np._core.multiarray.scalar)
+    return allowed
+
+
+def safe_torch_load(path, map_location="cpu"):
+    """``torch.load`` restricted to tensors, containers and plain NumPy values.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UntrustedCheckpointError: the file needs arbitrary unpickling (and trust was not given).
+        ValueError: the file is not a torch checkpoint.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    if trust_checkpoints():
+        return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_allowed_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown object"
+        if "Weights only load failed" in str(exc):
+            raise UntrustedCheckpointError(
+                f"{path}: refusing to unpickle objects outside the allow-list ({_culprit(exc)}); "
+                f"if you trust this file, pass --trust-checkpoint or set {TRUST_ENV}=1"
+            ) from None
+        raise ValueError(f"{path}: not a readable torch checkpoint ({first})") from None
+    except (RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from None
+
+
+def _culprit(exc):
+    for line in str(exc).splitlines():
+        if "Unsupported global" in line or "GLOBAL" in line:
+            return line.strip().strip(":")
+    return "unsupported global"
+
+
+def _backbone_only(state):
+    return bool(state) and all(k.startswith("backbone.") for k in state)
+
+
+def _fmt(keys):
+    keys = list(keys)
+    more = f" ... (+{len(keys) - MAX_LISTED_KEYS} more)" if len(keys) > MAX_LISTED_KEYS else ""
+    return ", ".join(keys[:MAX_LISTED_KEYS]) + more
+
+
+class SeqRankCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer with safe unpickling and a strict fit check for full models."""
+
+    def _load_file(self, filename):
+        if filename.endswith(".pkl"):
+            return super()._load_file(filename) if trust_checkpoints() else self._refuse_pkl(filename)
+        loaded = safe_torch_load(filename)
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{filename}: expected a dict checkpoint, got {type(loaded).__name__}")
+        if "model" not in loaded:
+            loaded = {"model": loaded}
+        if not isinstance(loaded["model"], dict) or not all(
+            isinstance(v, torch.Tensor) for v in loaded["model"].values()
+        ):
+            raise ValueError(
+                f"{filename}: its 'model' entry is not a state_dict of tensors; a results file "
+                "(*_coco_format.pth) is evaluated with `python -m scripts.evaluation_tool`"
+            )
+        self._loaded_path = filename
+        return loaded
+
+    @staticmethod
+    def _refuse_pkl(filename):
+        raise UntrustedCheckpointError(
+            f"{filename}: .pkl checkpoints are plain pickles; pass --trust-checkpoint or set "
+            f"{TRUST_ENV}=1 to load it"
+        )
+
+    def _load_model(self, checkpoint):
+        path = getattr(self, "_loaded_path", "checkpoint")
+        state = checkpoint["model"]
+        backbone_only = _backbone_only(state)
+        self._check_shapes(path, state)
+        incompatible = super()._load_model(checkpoint)
+        if backbone_only:
+            missing = [k for k in incompatible.missing_keys if k.startswith("backbone.")]
+            logger.info(
+                "Loaded backbone-only weights from %s; the heads keep their initialisation%s",
+                path,
+                f" (backbone keys at default init: {_fmt(missing)})" if missing else "",
+            )
+            if incompatible.unexpected_keys:
+                raise CheckpointMismatchError(
+                    f"{path}: backbone weights do not fit MODEL.BACKBONE "
+                    f"(unexpected: {_fmt(incompatible.unexpected_keys)})"
+                )
+            incompatible.missing_keys.clear()
+            return incompatible
+        if incompatible.missing_keys or incompatible.unexpected_keys:
+            raise CheckpointMismatchError(
+                f"{path} does not fit the model built from the config "
+                f"(missing {len(incompatible.missing_keys)} keys: "
+                f"{_fmt(incompatible.missing_keys)}; unexpected "
+                f"{len(incompatible.unexpected_keys)} keys: {_fmt(incompatible.unexpected_keys)}). "
+                "Check that --config-file matches the checkpoint (e.g. *_correct_ckp.pth needs "
+                "configs/swinL_correct.yaml)."
+            )
+        return incompatible
+
+    def _check_shapes(self, path, state):
+        model_state = self.model.state_dict()
+        bad = [
+            f"{k} {tuple(v.shape)} vs model {tuple(model_state[k].shape)}"
+            for k, v in state.items()
+            if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)
+        ]
+        if bad:
+            raise CheckpointMismatchError(
+                f"{path}: {len(bad)} tensor(s) have shapes that do not fit the model: {_fmt(bad)}"
+            )

@@ -1,0 +1,156 @@
+"""SeqRank configuration keys (same names and defaults as the original ``add_custom_config``).
+
+Unlike the original, detectron2's own keys are kept: ``MODEL.BACKBONE`` and ``TEST.AUG`` are extended,
+not replaced, so e.g. ``MODEL.BACKBONE.FREEZE_AT`` stays available.
+"""
+
+import logging
+
+import torch
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_seqrank_config", "merge_config_file", "prune_unknown_keys"]
+
+logger = logging.getLogger(__name__)
+
+
+def _add_model_config(cfg):
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.PE = "APE"
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+    cfg.MODEL.BACKBONE.NAME = "ResNeXt50"
+    cfg.MODEL.BACKBONE.NUM_FEATURES = (256, 512, 1024, 2048)
+    cfg.MODEL.BACKBONE.FEATURE_KEYS = ["res2", "res3", "res4", "res5"]
+
+    cfg.MODEL.NECK = CN()
+    cfg.MODEL.NECK.NAME = "FPN"
+
+    cfg.MODEL.SIS_HEAD = CN()
+    cfg.MODEL.SIS_HEAD.NAME = "FoveaModule"
+    cfg.MODEL.SIS_HEAD.NUM_BLOCKS = 6
+    cfg.MODEL.SIS_HEAD.KEY_FEATURES = ["res5", "res4", "res3"]
+    cfg.MODEL.SIS_HEAD.MASK_KEY = "res2"
+
+    cfg.MODEL.GAZE_SHIFT_HEAD = CN()
+    cfg.MODEL.GAZE_SHIFT_HEAD.NAME = "SequentialRankingModule"
+    cfg.MODEL.GAZE_SHIFT_HEAD.NUM_BLOCKS = 2
+    cfg.MODEL.GAZE_SHIFT_HEAD.KEY = "res5"
+
+    cfg.MODEL.MODULES = CN()
+    cfg.MODEL.MODULES.MULTIQ = CN()
+    cfg.MODEL.MODULES.MULTIQ.GRID_SIZES = [(1, 1), (2, 2), (3, 3)]
+
+    cfg.MODEL.COMMON = CN()
+    cfg.MODEL.COMMON.EMBED_DIM = 256
+    cfg.MODEL.COMMON.NUM_HEADS = 8
+    cfg.MODEL.COMMON.HIDDEN_DIM = 2048
+    cfg.MODEL.COMMON.DROPOUT_ATTN = 0.0
+    cfg.MODEL.COMMON.DROPOUT_FFN = 0.0
+    cfg.MODEL.COMMON.NUM_QUERIES = 100
+
+    # Opt-in behaviour changes (default off keeps parity with the released models).
+    cfg.MODEL.SEQRANK = CN()
+    # Never re-select a query that is already ranked during sequential inference.
+    cfg.MODEL.SEQRANK.EXCLUDE_RANKED = False
+
+
+def _add_swin_config(cfg):
+    cfg.MODEL.SWIN = CN()
+    cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224
+    cfg.MODEL.SWIN.PATCH_SIZE = 4
+    cfg.MODEL.SWIN.EMBED_DIM = 96
+    cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]
+    cfg.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]
+    cfg.MODEL.SWIN.WINDOW_SIZE = 7
+    cfg.MODEL.SWIN.MLP_RATIO = 4.0
+    cfg.MODEL.SWIN.QKV_BIAS = True
+    cfg.MODEL.SWIN.QK_SCALE = None
+    cfg.MODEL.SWIN.DROP_RATE = 0.0
+    cfg.MODEL.SWIN.ATTN_DROP_RATE = 0.0
+    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.3
+    cfg.MODEL.SWIN.APE = False
+    cfg.MODEL.SWIN.PATCH_NORM = True
+    cfg.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.SWIN.USE_CHECKPOINT = False
+
+
+def _add_loss_config(cfg):
+    cfg.LOSS = CN()
+    cfg.LOSS.CLS_COST = 10.0
+    cfg.LOSS.MASK_CE_COST = 5.0
+    cfg.LOSS.MASK_DICE_COST = 5.0
+    cfg.LOSS.BBOX_L1_COST = 5.0
+    cfg.LOSS.BBOX_GIOU_COST = 2.0
+    cfg.LOSS.OBJ_POS = 1.0
+    cfg.LOSS.OBJ_NEG = 0.1
+    cfg.LOSS.SAL_COST = 5.0
+    # SAL_POS, SAL_NEG and SAL_TERMINATE exist in the original but are never read.
+    cfg.LOSS.SAL_POS = 1.0
+    cfg.LOSS.SAL_NEG = 1.0
+    cfg.LOSS.SAL_TERMINATE = True
+    cfg.LOSS.AUX = "disable"
+    cfg.LOSS.AUX_WEIGHT = 0.4
+    cfg.LOSS.NUM_POINTS = 12544
+
+
+def _add_solver_data_test_config(cfg, num_gpus):
+    cfg.DATASETS.ROOT = "assets"
+    cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
+    cfg.SOLVER.OPTIMIZER = "ADAMW"
+    cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
+    cfg.SOLVER.IMS_PER_GPU = 32
+    cfg.SOLVER.NUM_GPUS = num_gpus
+
+    cfg.TEST.AUG.ENABLED = False
+    cfg.TEST.UPPER_BOUND = False
+    cfg.TEST.EVAL_SAVE = False
+    cfg.TEST.METRICS_OF_INTEREST = ["mae"]
+    cfg.TEST.THRESHOLD = 0.5
+
+    cfg.INPUT.FT_SIZE_TRAIN = 800
+    cfg.INPUT.FT_SIZE_TEST = 800
+
+
+def add_seqrank_config(cfg, num_gpus=1):
+    """Add every SeqRank key to a detectron2 ``cfg`` in place (original names and defaults)."""
+    _add_model_config(cfg)
+    _add_swin_config(cfg)
+    _add_loss_config(cfg)
+    _add_solver_data_test_config(cfg, num_gpus)
+    return cfg
+
+
+def prune_unknown_keys(reference, loaded, prefix=""):
+    """Remove from the dict ``loaded`` (in place) every key that ``reference`` does not define.
+
+    Returns the dotted names of the removed keys. Nested dicts are pruned recursively.
+    """
+    removed = []
+    for key in list(loaded.keys()):
+        full = prefix + key
+        if key not in reference:
+            removed.append(full)
+            del loaded[key]
+        elif isinstance(loaded[key], dict) and isinstance(reference[key], dict):
+            removed += prune_unknown_keys(reference[key], loaded[key], full + ".")
+    return removed
+
+
+def merge_config_file(cfg, path):
+    """Merge a YAML file (with ``_BASE_`` chains) into ``cfg``, tolerating unknown keys.
+
+    The released config dumps contain keys the public code never defined (e.g. ``GLOBAL.HACK``);
+    they are dropped with a single warning instead of failing the whole merge.
+    """
+    loaded = cfg.load_yaml_with_base(path, allow_unsafe=True)
+    removed = prune_unknown_keys(cfg, loaded)
+    if removed:
+        logger.warning(
+            "Ignoring %d config key(s) unknown to SeqRank in %s: %s",
+            len(removed),
+            path,
+            ", ".join(removed),
+        )
+    cfg.merge_from_other_cfg(type(cfg)(loaded))
+    return cfg

@@ -1,0 +1,60 @@
+"""Config set-up shared by train_net.py and the tools."""
+
+import logging
+import os
+
+import torch
+from detectron2.config import get_cfg
+from detectron2.engine import default_setup
+
+from ..checkpoint import TRUST_ENV
+from ..config import add_seqrank_config, merge_config_file
+from ..data import register_sor_datasets
+
+__all__ = ["build_cfg", "fit_to_machine", "setup"]
+
+logger = logging.getLogger("seqrank")
+
+
+def build_cfg(config_file=None, opts=(), num_gpus=1):
+    """Config as the original driver builds it: SeqRank keys, then the file, then ``opts``.
+
+    ``SOLVER.IMS_PER_BATCH`` is derived as ``IMS_PER_GPU x NUM_GPUS`` (NUM_GPUS before it is reset
+    to ``num_gpus``), so the YAML value of IMS_PER_BATCH is ignored as in the original.
+    """
+    cfg = get_cfg()
+    add_seqrank_config(cfg, num_gpus=num_gpus)
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise FileNotFoundError(f"{config_file}: config file not found")
+        merge_config_file(cfg, config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.SOLVER.IMS_PER_BATCH = cfg.SOLVER.IMS_PER_GPU * cfg.SOLVER.NUM_GPUS
+    cfg.SOLVER.NUM_GPUS = num_gpus
+    return cfg
+
+
+def fit_to_machine(cfg):
+    """Fall back to CPU (and no AMP) where CUDA is missing. Returns the log lines to emit."""
+    notes = []
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        notes.append(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but no CUDA device is available: using cpu")
+        cfg.MODEL.DEVICE = "cpu"
+    if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+        notes.append("SOLVER.AMP.ENABLED needs CUDA: mixed precision is switched off on CPU")
+        cfg.SOLVER.AMP.ENABLED = False
+    return notes
+
+
+def setup(args):
+    """Build, freeze and register everything for a train_net.py run."""
+    if getattr(args, "trust_checkpoint", False):
+        os.environ[TRUST_ENV] = "1"
+    cfg = build_cfg(args.config_file, args.opts, num_gpus=args.num_gpus)
+    notes = fit_to_machine(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    for note in notes:
+        logger.warning(note)
+    register_sor_datasets(cfg.DATASETS.ROOT)
+    return cfg

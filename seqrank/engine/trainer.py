@@ -1,0 +1,76 @@
+"""The SeqRank trainer: detectron2's DefaultTrainer with SeqRank's data, evaluator, optimizer and
+checkpointer, and DistributedDataParallel that also works for CPU processes (GLOO)."""
+
+import logging
+import weakref
+
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
+
+from ..checkpoint import SeqRankCheckpointer
+from ..data import SORDatasetMapper
+from ..evaluation import SOREvaluator
+from .optimizer import build_seqrank_optimizer
+
+__all__ = ["Trainer", "wrap_ddp"]
+
+
+def wrap_ddp(model):
+    """DDP over all processes; without ``device_ids`` for CPU modules (GLOO), which detectron2's
+    ``create_ddp_model`` does not allow."""
+    if comm.get_world_size() == 1:
+        return model
+    on_cuda = next(model.parameters()).is_cuda
+    kwargs = {"device_ids": [comm.get_local_rank()]} if on_cuda else {}
+    return DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=True, **kwargs)
+
+
+class Trainer(DefaultTrainer):
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = wrap_ddp(model)
+        loop_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = loop_cls(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = SeqRankCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_seqrank_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=SORDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=SORDatasetMapper(cfg, is_train=False)
+        )
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return SOREvaluator.from_cfg(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def load_for_eval(cls, cfg, resume=False):
+        """Model in eval mode with MODEL.WEIGHTS (or the last checkpoint with ``resume``)."""
+        model = cls.build_model(cfg)
+        SeqRankCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=resume
+        )
+        model.eval()
+        return model

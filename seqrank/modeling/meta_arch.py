@@ -1,0 +1,251 @@
+"""The SeqRank meta-architecture: foveal segmentation + sequential (peripheral) ranking.
+
+Letters: B = batch, Q = queries, C = embedding dim, S = input size (square), h x w = mask-logit
+size (res2), K = GT objects of an image, H x W = original image size.
+"""
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from torch import nn
+
+from .box_ops import masks_to_unit_boxes, xyhw_to_xyxy
+from .losses import (
+    box_loss_per_pair,
+    mask_loss_per_pair,
+    objectness_loss,
+    saliency_step_loss,
+)
+from .matcher import match_image
+from .point_sampling import draw_points, sample_logits
+from .registry import build_gaze_shift, build_instance_seg, build_neck, build_position_encoding
+
+__all__ = ["SeqRank"]
+
+logger = logging.getLogger(__name__)
+
+# The original hard-codes both stop thresholds; TEST.THRESHOLD is only used by the metrics.
+STOP_THRESHOLD = 0.001
+
+
+def _tokens(x):
+    """``B x C x h x w`` -> ``B x hw x C`` (row-major)."""
+    return x.flatten(2).transpose(1, 2)
+
+
+@META_ARCH_REGISTRY.register()
+class SeqRank(nn.Module):
+    """Detects salient objects with the foveal head and ranks them one at a time.
+
+    Training returns the loss dict of ARCHITECTURE.md §9.1; inference returns, per image, a dict
+    ``{image_name, masks: [H x W float32 {0,1}], bboxes: [[x1, y1, x2, y2]], scores, saliency,
+    num}`` in predicted rank order.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone,
+        neck,
+        instance_seg,
+        gaze_shift,
+        pe_layer,
+        pixel_mean,
+        pixel_std,
+        loss_weights,
+        num_points,
+        aux_enabled,
+        mask_key="res2",
+        gaze_key="res5",
+        exclude_ranked=False,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.instance_seg = instance_seg
+        self.gaze_shift = gaze_shift
+        self.pe_layer = pe_layer
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, -1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, -1, 1, 1), False)
+        self.loss_weights = dict(loss_weights)
+        self.num_points = num_points
+        self.aux_enabled = aux_enabled
+        self.mask_key = mask_key
+        self.gaze_key = gaze_key
+        self.exclude_ranked = exclude_ranked
+
+    @classmethod
+    def from_config(cls, cfg):
+        loss = cfg.LOSS
+        return {
+            "backbone": build_backbone(cfg),
+            "neck": build_neck(cfg),
+            "instance_seg": build_instance_seg(cfg),
+            "gaze_shift": build_gaze_shift(cfg),
+            "pe_layer": build_position_encoding(cfg),
+            "pixel_mean": list(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": list(cfg.MODEL.PIXEL_STD),
+            "loss_weights": {
+                "mask_ce": loss.MASK_CE_COST,
+                "mask_dice": loss.MASK_DICE_COST,
+                "bbox_l1": loss.BBOX_L1_COST,
+                "bbox_giou": loss.BBOX_GIOU_COST,
+                "obj_pos": loss.OBJ_POS,
+                "obj_neg": loss.OBJ_NEG,
+                "cls": loss.CLS_COST,
+                "sal": loss.SAL_COST,
+                "aux": loss.AUX_WEIGHT,
+            },
+            "num_points": loss.NUM_POINTS,
+            "aux_enabled": loss.AUX != "disable",
+            "mask_key": cfg.MODEL.SIS_HEAD.MASK_KEY,
+            "gaze_key": cfg.MODEL.GAZE_SHIFT_HEAD.KEY,
+            "exclude_ranked": cfg.MODEL.SEQRANK.EXCLUDE_RANKED,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    def encode(self, batched_inputs):
+        """Shared trunk: normalised images -> neck features, PEs and the foveal head outputs."""
+        images = torch.stack([x["image"] for x in batched_inputs]).to(self.device)
+        images = (images - self.pixel_mean) / self.pixel_std
+        feats = self.neck(self.backbone(images))
+        feats_pe = {k: self.pe_layer(v) for k, v in feats.items()}
+        q, qpe, out, aux = self.instance_seg(feats, feats_pe)
+        z = _tokens(feats[self.gaze_key])
+        zpe = _tokens(feats_pe[self.gaze_key])
+        return q, qpe, z, zpe, out, aux
+
+    def forward(self, batched_inputs):
+        q, qpe, z, zpe, out, aux = self.encode(batched_inputs)
+        if self.training:
+            return self.losses(batched_inputs, q, qpe, z, zpe, out, aux)
+        return self.rank(batched_inputs, q, qpe, z, zpe, out)
+
+    # ------------------------------------------------------------------ training
+    def losses(self, batched_inputs, q, qpe, z, zpe, out, aux):
+        gt_masks = [x["masks"].to(self.device).float() for x in batched_inputs]
+        size = tuple(out["masks"].shape[-2:]) if not gt_masks else tuple(gt_masks[0].shape[-2:])
+        gt_boxes = [masks_to_unit_boxes(m) for m in gt_masks]
+        bi, qi, ti = self._match(out, gt_masks)
+
+        q_corr = torch.zeros_like(out["scores"])
+        q_corr[bi, qi, 0] = (ti + 1).to(q_corr.dtype)
+        w = self.loss_weights
+        mask_loss, bbox_loss = self._pair_losses(out, gt_masks, gt_boxes, (bi, qi, ti), size)
+        aux_mask = aux_bbox = out["scores"].sum() * 0.0
+        if self.aux_enabled and aux:
+            for pred in aux:
+                m, b = self._pair_losses(pred, gt_masks, gt_boxes, (bi, qi, ti), size)
+                aux_mask, aux_bbox = aux_mask + m, aux_bbox + b
+        obj_loss = objectness_loss(out["scores"], q_corr > 0.5, w["obj_pos"], w["obj_neg"])
+        sal_loss = self._sequence_loss(q, qpe, z, zpe, q_corr, max(len(m) for m in gt_masks))
+        return {
+            "mask_loss": mask_loss,
+            "bbox_loss": bbox_loss,
+            "obj_loss": obj_loss * w["cls"],
+            "sal_loss": sal_loss * w["sal"],
+            "aux_mask_loss": aux_mask * w["aux"],
+            "aux_bbox_loss": aux_bbox * w["aux"],
+        }
+
+    def _match(self, out, gt_masks):
+        w = self.loss_weights
+        parts = []
+        for b, masks in enumerate(gt_masks):
+            qi, ti = match_image(
+                out["masks"][b],
+                out["scores"][b],
+                masks,
+                self.num_points,
+                w["mask_ce"],
+                w["mask_dice"],
+            )
+            parts.append((np.full_like(qi, b), qi, ti))
+        bi, qi, ti = (torch.as_tensor(np.concatenate(p), device=self.device) for p in zip(*parts))
+        return bi, qi, ti
+
+    def _pair_losses(self, pred, gt_masks, gt_boxes, indices, size):
+        """Mean mask and box losses over matched pairs (zero, with a graph, when none)."""
+        bi, qi, ti = indices
+        zero = pred["masks"].sum() * 0.0 + pred["bboxes"].sum() * 0.0
+        if bi.numel() == 0:
+            return zero, zero
+        w = self.loss_weights
+        rows, cols = draw_points(size[0], size[1], self.num_points, self.device)
+        logits = sample_logits(pred["masks"][bi, qi].float(), rows, cols, size)
+        targets = torch.stack([gt_masks[b][t][rows, cols] for b, t in zip(bi.tolist(), ti.tolist())])
+        mask_loss = mask_loss_per_pair(logits, targets, w["mask_ce"], w["mask_dice"]).mean()
+        boxes = torch.stack([gt_boxes[b][t] for b, t in zip(bi.tolist(), ti.tolist())])
+        pred_boxes = pred["bboxes"][bi, qi].float().sigmoid()
+        bbox_loss = box_loss_per_pair(pred_boxes, boxes, w["bbox_l1"], w["bbox_giou"]).mean()
+        return mask_loss, bbox_loss
+
+    def _sequence_loss(self, q, qpe, z, zpe, q_corr, n_max):
+        """Teacher-forced ranking: at step i the first i GT objects are given, the (i+1)-th is asked
+        for; the extra step i = n_max teaches the module to stop."""
+        loss = q.sum() * 0.0
+        for i in range(n_max + 1):
+            q_vis = q_corr * (q_corr <= i).to(q_corr.dtype)
+            answer = q_corr == i + 1
+            logits = self.gaze_shift(q, z, qpe, zpe, q_vis)[0]
+            loss = loss + saliency_step_loss(logits, answer)
+        return loss
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def rank(self, batched_inputs, q, qpe, z, zpe, out):
+        """Sequential inference (ARCHITECTURE.md §9.2): up to Q ranking steps, each image stops
+        permanently at its first step whose objectness or saliency falls below 0.001."""
+        bsz, num_q = out["scores"].shape[:2]
+        pred_masks = out["masks"].float()
+        pred_boxes = out["bboxes"].float().sigmoid()
+        obj_probs = out["scores"].float().sigmoid()[..., 0]
+        results = [self._empty_result(x, b) for b, x in enumerate(batched_inputs)]
+        q_vis = torch.zeros_like(out["scores"], dtype=torch.float32)
+        active = torch.ones(bsz, dtype=torch.bool, device=self.device)
+        for step in range(num_q):
+            logits = self.gaze_shift(q, z, qpe, zpe, q_vis)[..., 0].float()
+            if self.exclude_ranked:
+                logits = logits.masked_fill(q_vis[..., 0] > 0.5, float("-inf"))
+            pick = logits.argmax(dim=1)
+            batch_idx = torch.arange(bsz, device=self.device)
+            q_vis[batch_idx, pick, 0] = float(step + 1)
+            sal = logits[batch_idx, pick].sigmoid()
+            obj = obj_probs[batch_idx, pick]
+            active &= (obj >= STOP_THRESHOLD) & (sal >= STOP_THRESHOLD)
+            for b in torch.nonzero(active).flatten().tolist():
+                self._append(results[b], batched_inputs[b], pred_masks[b, pick[b]],
+                             pred_boxes[b, pick[b]], obj[b], sal[b])
+            if not bool(active.any()):
+                break
+        return results
+
+    @staticmethod
+    def _empty_result(inputs, index):
+        return {
+            "image_name": inputs.get("image_name", index),
+            "masks": [],
+            "bboxes": [],
+            "scores": [],
+            "saliency": [],
+            "num": 0,
+        }
+
+    @staticmethod
+    def _append(result, inputs, mask_logits, box_xyhw, obj, sal):
+        height, width = int(inputs["height"]), int(inputs["width"])
+        mask = F.interpolate(mask_logits[None, None], size=(height, width), mode="bilinear")
+        result["masks"].append((mask[0, 0].sigmoid() > 0.5).float().cpu().numpy())
+        scale = box_xyhw.new_tensor([width, height, width, height])
+        result["bboxes"].append((xyhw_to_xyxy(box_xyhw) * scale).tolist())
+        result["scores"].append(float(obj))
+        result["saliency"].append(float(sal))
+        result["num"] += 1

@@ -1,0 +1,31 @@
+"""Shared test fixtures: paths to the repository and to ../shared reference data."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SEQRANK_SHARED", REPO.parent / "shared"))
+PARITY = SHARED / "reference" / "parity_fpn"
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    if not SHARED.is_dir():
+        pytest.fail(f"shared reference data not found at {SHARED} (set SEQRANK_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def parity_dir(shared_dir):
+    return PARITY

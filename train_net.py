@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Train or evaluate SeqRank.
+
+Evaluate a released checkpoint (the seed README's command):
+    python train_net.py --eval-only --num-gpu 1 --config-file configs/swinL.yaml \
+        MODEL.WEIGHTS seqrank_assr_swinL_ckp.pth DATASETS.TEST "('assr_test',)" \
+        OUTPUT_DIR output/assr_inference/
+
+Train on N GPUs (or N CPU processes on a machine without GPUs):
+    python train_net.py --num-gpus 4 --config-file configs/swinL.yaml SOLVER.IMS_PER_GPU 8 ...
+"""
+
+import logging
+import sys
+
+from detectron2.engine import default_argument_parser, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+import seqrank  # noqa: F401  (registers the model components)
+from seqrank.engine import Trainer, setup
+
+logger = logging.getLogger("seqrank")
+
+
+def build_parser():
+    parser = default_argument_parser(epilog=__doc__)
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow checkpoints that hold arbitrary pickled Python objects (only for files you trust)",
+    )
+    return parser
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.load_for_eval(cfg, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def cli(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        if not _is_user_error(exc):
+            raise
+        logger.error("%s", exc)
+        sys.exit(f"error: {exc}")
+
+
+def _is_user_error(exc):
+    from seqrank.checkpoint import CheckpointMismatchError, UntrustedCheckpointError
+
+    return isinstance(exc, (FileNotFoundError, ValueError, CheckpointMismatchError, UntrustedCheckpointError))
+
+
+if __name__ == "__main__":
+    cli()
