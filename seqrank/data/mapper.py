@@ -1,0 +1,146 @@
+"""Dataset mapper: SOR record -> model input dict.
+
+Shapes: N = number of salient objects (may be 0), H x W = original image size (from the record),
+S = square input size (INPUT.FT_SIZE_TRAIN or INPUT.FT_SIZE_TEST).
+"""
+
+import copy
+import logging
+
+import cv2
+import numpy as np
+import torch
+from detectron2.config import configurable
+
+from .image_io import read_rgb
+
+__all__ = ["SORDatasetMapper", "rasterize_annotations"]
+
+logger = logging.getLogger(__name__)
+
+
+def rasterize_annotations(annotations, height, width, image_name=None):
+    """Rasterise the salient annotations of one image.
+
+    Every annotation with ``category_id > 0`` becomes one mask: all its polygons go into a single
+    ``cv2.fillPoly`` call (so overlapping parts of one instance cancel, as in the original).
+    Float coordinates are rounded to the nearest integer. Polygons with fewer than 3 points are
+    skipped with a warning; an annotation left without any valid polygon is skipped entirely
+    (with a warning), because an empty mask would be a GT object that no prediction can match.
+
+    Returns:
+        ranks: list of N category ids sorted descending (ties keep their input order).
+        masks: float32 array N x H x W with values in {0, 1} (0 x H x W without salient objects).
+    """
+    pairs = []
+    for annotation in annotations:
+        if annotation["category_id"] <= 0:
+            continue
+        polygons = _valid_polygons(annotation["segmentation"], image_name)
+        if not polygons:
+            logger.warning(
+                "%s: skipping salient object with category_id %s: no polygon with >= 3 points",
+                image_name,
+                annotation["category_id"],
+            )
+            continue
+        mask = np.zeros((height, width), dtype=np.float64)
+        cv2.fillPoly(mask, polygons, 1)
+        pairs.append((annotation["category_id"], mask.astype(np.float32)))
+    pairs.sort(key=lambda pair: pair[0], reverse=True)
+    ranks = [int(rank) for rank, _ in pairs]
+    if not pairs:
+        return ranks, np.zeros((0, height, width), dtype=np.float32)
+    return ranks, np.stack([mask for _, mask in pairs])
+
+
+def _valid_polygons(segmentation, image_name):
+    """Flat polygons [x0, y0, x1, y1, ...] -> list of int32 P x 2 point arrays (P >= 3)."""
+    polygons = []
+    for polygon in segmentation:
+        try:
+            coords = np.asarray(polygon, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            coords = np.full(1, np.nan)
+        if coords.size % 2 or coords.size < 6 or not np.isfinite(coords).all():
+            logger.warning(
+                "%s: skipping a polygon with %d coordinates (need an even number >= 6, numeric)",
+                image_name,
+                coords.size,
+            )
+            continue
+        # OpenCV only accepts integer points; round rather than truncate to stay centred.
+        polygons.append(np.rint(coords).astype(np.int32).reshape(-1, 2))
+    return polygons
+
+
+class SORDatasetMapper:
+    """Turn a SOR dataset record into the dict consumed by the SeqRank model.
+
+    Training: horizontal flip with probability ``flip_prob`` (drawn from the global NumPy RNG,
+    which detectron2 seeds per data-loader worker), then a square resize to S x S of the image
+    (bilinear) and of the masks (nearest, so they stay binary).
+    Test: the image is resized to S x S; GT masks stay at the original H x W and nothing is flipped.
+
+    Output dict: ``file_name``, ``image_name``, ``height``, ``width`` (from the record),
+    ``image`` (float32 3 x S x S, RGB, 0..255), ``masks`` (float32 N x S x S in training,
+    N x H x W in test) and ``ranks`` (list of N category ids, descending).
+    """
+
+    @configurable
+    def __init__(self, is_train=True, *, image_size, flip_prob=0.5):
+        """
+        Args:
+            is_train: training (augment, resize masks) or test mapping.
+            image_size: S, the side of the square network input.
+            flip_prob: probability of a horizontal flip in training (0 disables it).
+        """
+        self.is_train = is_train
+        self.image_size = int(image_size)
+        self.flip_prob = float(flip_prob)
+
+    @classmethod
+    def from_config(cls, cfg, is_train=True):
+        size = cfg.INPUT.FT_SIZE_TRAIN if is_train else cfg.INPUT.FT_SIZE_TEST
+        return {"is_train": is_train, "image_size": size}
+
+    def __call__(self, dataset_dict):
+        record = copy.deepcopy(dataset_dict)
+        height, width = record["height"], record["width"]
+        image = read_rgb(record["file_name"], expected_hw=(height, width))
+        if image.shape[:2] != (height, width):
+            logger.warning(
+                "%s: image is %dx%d (HxW) but the record says %dx%d",
+                record["file_name"],
+                *image.shape[:2],
+                height,
+                width,
+            )
+        ranks, masks = rasterize_annotations(
+            record["annotations"], height, width, image_name=record["image_name"]
+        )
+        if self.is_train and np.random.rand() < self.flip_prob:
+            image, masks = image[:, ::-1], masks[:, :, ::-1]
+        image = self._resize(image, cv2.INTER_LINEAR)
+        if self.is_train:
+            masks = self._resize_masks(masks)
+        return {
+            "file_name": record["file_name"],
+            "image_name": record["image_name"],
+            "height": height,
+            "width": width,
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32)),
+            "masks": torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32)),
+            "ranks": ranks,
+        }
+
+    def _resize(self, array, interpolation):
+        """H x W (x 3) -> S x S (x 3); cv2 takes (width, height) like albumentations' Resize."""
+        size = (self.image_size, self.image_size)
+        return cv2.resize(np.ascontiguousarray(array), size, interpolation=interpolation)
+
+    def _resize_masks(self, masks):
+        """N x H x W -> N x S x S with nearest-neighbour interpolation."""
+        if len(masks) == 0:
+            return np.zeros((0, self.image_size, self.image_size), dtype=np.float32)
+        return np.stack([self._resize(mask, cv2.INTER_NEAREST) for mask in masks])

@@ -1,0 +1,216 @@
+"""Protocol ``seqrank`` metrics: the hand-checkable cases of METRICS.md §5, a loop reference."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+from scipy.stats import spearmanr
+
+from seqrank.evaluation.metrics import METRIC_NAMES, aggregate, image_metrics, quiet_numerics
+
+NAN = float("nan")
+
+
+def strip(cols, width=20):
+    """1 x width map that is 1 on ``cols``."""
+    m = np.zeros((1, width))
+    m[0, list(cols)] = 1
+    return m
+
+
+A, B, C, X = (strip(range(s, s + 5)) for s in (0, 5, 10, 15))
+
+# case -> (preds, gts, expected values; NAN means NaN, None means not counted)
+CASES = {
+    "T1": (
+        [A, B, C],
+        [A, B, C],
+        dict(sa_sor=1.0, sor=1.0, mae=0.0, ap=1.0, ar=1.0, top1=1.0, top2=1.0, top3=1.0),
+    ),
+    "T2": ([C, B, A], [A, B, C], dict(sa_sor=-1.0, sor=0.0, mae=0.0, top1=0.0, top2=1.0, top3=0.0)),
+    "T3": ([A, B], [A, B, C], dict(sa_sor=1.0, sor=1.0, mae=0.25, ar=0.666667, top3=0.0)),
+    "T4": ([B, C], [A, B, C], dict(sa_sor=-0.5, sor=1.0, mae=0.25, top1=0.0, top2=0.0, top3=0.0)),
+    "T5": ([A, X, B, C], [A, B, C], dict(sa_sor=0.981981, sor=1.0, mae=0.25, ap=0.75, top2=0.0)),
+    "T6": ([A], [A], dict(sa_sor=NAN, sor=1.0, mae=0.0, top2=None)),
+    "T7": ([], [A, B], dict(sa_sor=NAN, sor=NAN, mae=0.5, top1=0.0, top2=0.0, fbeta=0.0)),
+    "T8": (
+        [strip([0], 4), strip([2, 3], 4)],
+        [strip([0, 1], 4), strip([2, 3], 4)],
+        dict(sa_sor=-1.0, sor=1.0, mae=0.25, ap=0.5, ar=0.5, top1=0.0),
+    ),
+    "T9": (
+        [strip(range(18)), strip(range(4))],
+        [strip(range(10)), strip(range(10, 20))],
+        dict(sa_sor=NAN, sor=1.0, mae=0.1, ap=0.0, ar=0.0, top1=1.0),
+    ),
+    "T10": ([B, A], [A, B], dict(sa_sor=-1.0, sor=0.0, mae=0.0)),
+}
+
+
+def same(a, b, tol=1e-6):
+    if a is None or b is None:
+        return a is b
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= tol
+
+
+@pytest.mark.parametrize("name", sorted(CASES, key=lambda k: int(k[1:])))
+def test_hand_checkable_case(name):
+    preds, gts, expected = CASES[name]
+    result = image_metrics(preds, gts)
+    assert list(result) == list(METRIC_NAMES)
+    for key, value in expected.items():
+        assert same(result[key], value), (name, key, result[key], value)
+
+
+def test_aggregate_over_cases():
+    per_image = [image_metrics(p, g) for p, g, _ in CASES.values()]
+    agg = aggregate(per_image)
+    keys = [k for name in METRIC_NAMES for k in (name, f"{name}_count")]
+    assert list(agg) == keys
+    assert agg["sa_sor"] == -0.0518 and agg["sa_sor_count"] == 10.0
+    assert agg["sor"] == 0.7 and agg["sor_count"] == 10.0
+    assert agg["mae"] == 0.16
+    assert agg["top3"] == 0.2 and agg["top3_count"] == 5.0
+    assert agg["ap"] == 0.725 and agg["ar"] == 0.6833
+    assert all(isinstance(agg[f"{n}_count"], float) for n in METRIC_NAMES)
+
+
+def test_image_without_gt_is_skipped(caplog):
+    assert image_metrics([A], []) is None
+    with_empty = [image_metrics(p, g) for p, g, _ in CASES.values()] + [image_metrics([A], [])]
+    skipped = aggregate(with_empty, faithful_count0=True)
+    assert skipped == aggregate(with_empty[:-1], faithful_count0=True)
+    assert "Skipped 1 image" in caplog.text
+
+
+def test_count0_metric_is_nan_by_default_and_one_when_faithful():
+    per_image = [image_metrics(p, g) for p, g, _ in CASES.values()]
+    default = aggregate(per_image)
+    faithful = aggregate(per_image, faithful_count0=True)
+    assert math.isnan(default["top5"]) and default["top5_count"] == 0.0
+    assert faithful["top5"] == 1.0 and faithful["top5_count"] == 0.0
+    assert {k: v for k, v in default.items() if k not in ("top4", "top5")} == {
+        k: v for k, v in faithful.items() if k not in ("top4", "top5")
+    }
+
+
+def test_aggregate_subset_and_nan_counts_as_zero():
+    per_image = [{"sor": NAN}, {"sor": 1.0}, {"sor": None}]
+    assert aggregate(per_image, metrics=["sor"]) == {"sor": 0.5, "sor_count": 2.0}
+
+
+def test_input_forms_and_empty_predictions():
+    gts = np.stack([A, B])
+    as_list = image_metrics([A, B], [A, B])
+    assert as_list == image_metrics(np.stack([A, B]), gts)
+    assert as_list == image_metrics([a.astype(bool) for a in (A, B)], gts)
+    empty_list = image_metrics([], gts)
+    empty_array = image_metrics(np.zeros((0, 1, 20)), gts)
+    zero_map = image_metrics([np.zeros((1, 20))], gts)
+    for key in METRIC_NAMES:
+        assert same(empty_list[key], empty_array[key], 0)
+        assert same(empty_list[key], zero_map[key], 0)
+
+
+def test_binarisation_is_strict():
+    # 0.5 is background; the MAE still sees the raw values of the union maps.
+    half = A * 0.5
+    result = image_metrics([half], [A])
+    assert result["iou"] == 0.0 and result["top1"] == 0.0
+    assert result["mae"] == pytest.approx(0.125)
+
+
+# --------------------------------------------------------------------------- loop reference
+
+
+def ref_iou(p, g):
+    p, g = p > 0.5, g > 0.5
+    return np.sum(np.logical_and(p, g)) / (np.sum(np.logical_or(p, g)) + 1e-6)
+
+
+def ref_image_metrics(preds, gts, thres=0.5):
+    """Straightforward per-pair transcription of METRICS.md §2."""
+    if len(preds) == 0:
+        preds = [np.zeros_like(gts[0])]
+    n, m = len(gts), len(preds)
+    cost = np.zeros((n, m))
+    for i in range(n):
+        for j in range(m):
+            cost[i, j] = 1 - ref_iou(preds[j], gts[i])
+    rows, cols = linear_sum_assignment(cost)
+    gt_r, pred_r, matched = [], [], 0
+    for i, j in zip(rows, cols):
+        if 1 - cost[i, j] > thres:
+            matched += 1
+        if 1 - cost[i, j] > 0.5:
+            gt_r.append(n - i)
+            pred_r.append(m - j)
+    for r in range(1, n + 1):
+        if r not in gt_r:
+            gt_r.append(r)
+            pred_r.append(0)
+    with quiet_numerics():
+        sa = float(np.corrcoef(gt_r, pred_r)[0, 1])
+    pairs = []
+    for i in range(n):
+        for j in range(m):
+            if ref_iou(preds[j], gts[i]) > thres:
+                pairs.append((n - i, m - j))
+                break
+    if len(pairs) >= 2:
+        with quiet_numerics():
+            so = (spearmanr([p[1] for p in pairs], [p[0] for p in pairs])[0] + 1) / 2
+    else:
+        so = 1.0 if pairs else NAN
+    pu, gu = np.max(preds, axis=0), np.max(gts, axis=0)
+    pb, gb = pu > 0.5, gu > 0.5
+    tp, fp, fn = np.sum(pb & gb), np.sum(pb & ~gb), np.sum(~pb & gb)
+    prec, rec = tp / (tp + fp + 1e-6), tp / (tp + fn + 1e-6)
+    out = {
+        "mae": np.mean(np.abs(pu - gu)),
+        "acc": 1 - np.sum(np.logical_xor(pb, gb)) / pb.size,
+        "fbeta": 1.3 * prec * rec / (0.3 * prec + rec + 1e-6),
+        "iou": ref_iou(pu, gu),
+        "sa_sor": sa,
+        "sor": so,
+        "ap": (matched + 1e-12) / (m + 1e-12),
+        "ar": (matched + 1e-12) / (n + 1e-12),
+    }
+    for k in range(1, 6):
+        if n >= k and m >= k:
+            out[f"top{k}"] = 1.0 if ref_iou(preds[k - 1], gts[k - 1]) >= 0.5 else 0.0
+        else:
+            out[f"top{k}"] = 0.0 if n >= k else None
+    return out
+
+
+def random_image(rng, h=12, w=16):
+    """GT rectangles plus predictions that are noisy, shuffled copies and random extras."""
+
+    def rect():
+        m = np.zeros((h, w))
+        y, x = rng.integers(0, h - 2), rng.integers(0, w - 2)
+        m[y : y + rng.integers(2, h - y + 1), x : x + rng.integers(2, w - x + 1)] = 1
+        return m
+
+    gts = [rect() for _ in range(rng.integers(1, 7))]
+    preds = []
+    for g in gts:
+        if rng.random() < 0.75:
+            preds.append(np.where(rng.random(g.shape) < 0.1, 1 - g, g) * rng.uniform(0.6, 1))
+    preds += [rect() for _ in range(rng.integers(0, 3))]
+    order = rng.permutation(len(preds))
+    return [preds[k] for k in order], gts
+
+
+def test_vectorised_equals_loop_reference():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        preds, gts = random_image(rng)
+        thres = 0.3 if trial % 3 == 0 else 0.5
+        got, ref = image_metrics(preds, gts, thres), ref_image_metrics(preds, gts, thres)
+        for key in METRIC_NAMES:
+            assert same(got[key], ref[key], 1e-12), (key, got[key], ref[key])

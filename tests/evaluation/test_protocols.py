@@ -1,0 +1,173 @@
+"""The ``irsr`` and ``assr`` protocols (METRICS.md §4) on the cases of §5 and on their own rules."""
+
+import math
+
+import numpy as np
+import pytest
+
+from seqrank.evaluation.metrics import aggregate, image_metrics
+from seqrank.evaluation.protocols import (
+    assr_mae_image,
+    assr_predicted_ranks,
+    assr_rank_map,
+    assr_sor,
+    assr_sor_image,
+    evaluate_protocols,
+    irsr_match,
+    irsr_sa_sor,
+    irsr_sa_sor_image,
+    resize_binary,
+)
+
+
+def strip(cols, width=20):
+    """1 x width map that is 1 on ``cols``."""
+    m = np.zeros((1, width))
+    m[0, list(cols)] = 1
+    return m
+
+
+A, B, C, X = (strip(range(s, s + 5)) for s in (0, 5, 10, 15))
+
+# The ten cases of METRICS.md §5 with their irsr SA-SOR and assr Spearman rho (None = not counted).
+CASES = [
+    ([A, B, C], [A, B, C], 1.0, 1.0),
+    ([C, B, A], [A, B, C], -1.0, -1.0),
+    ([A, B], [A, B, C], 1.0, 1.0),
+    ([B, C], [A, B, C], -0.5, 1.0),
+    ([A, X, B, C], [A, B, C], 0.981981, 1.0),
+    ([A], [A], None, 1.0),
+    ([], [A, B], 0.0, None),
+    ([strip([0], 4), strip([2, 3], 4)], [strip([0, 1], 4), strip([2, 3], 4)], 1.0, 1.0),
+    ([strip(range(18)), strip(range(4))], [strip(range(10)), strip(range(10, 20))], 1.0, None),
+    ([B, A], [A, B], -1.0, -1.0),
+]
+
+
+def close(a, b, tol=1e-6):
+    return a is b if a is None or b is None else abs(a - b) <= tol
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"T{k + 1}" for k in range(len(CASES))])
+def test_cases_per_image(case):
+    preds, gts, irsr_value, assr_rho = CASES[case]
+    assert close(irsr_sa_sor_image(preds, gts), irsr_value)
+    assert close(assr_sor_image(preds, gts), assr_rho)
+
+
+def test_cases_aggregated():
+    irsr = [irsr_sa_sor_image(p, g) for p, g, _, _ in CASES]
+    assert irsr_sa_sor(irsr) == pytest.approx(0.27578, abs=5e-6)
+    assert sum(v is not None for v in irsr) == 9
+    rhos = [assr_sor_image(p, g) for p, g, _, _ in CASES]
+    assert assr_sor(rhos) == pytest.approx(0.75)
+    assert sum(v is not None for v in rhos) == 8
+
+
+# --------------------------------------------------------------------------- irsr rules
+
+
+def test_irsr_match_rules():
+    assert irsr_match(np.array([[0.7, 0.7]])).tolist() == [1]  # ties to the last index
+    assert irsr_match(np.array([[0.5]])).tolist() == [0]  # >= 0.5, no epsilon
+    assert irsr_match(np.array([[0.49]])).tolist() == [-1]
+    # GT 1 takes pred 0 with the higher IoU; GT 0 gets no second choice.
+    assert irsr_match(np.array([[0.6, 0.55], [0.9, 0.2]])).tolist() == [-1, 0]
+    assert irsr_match(np.array([[0.6, 0.0], [0.6, 0.0]])).tolist() == [0, -1]
+
+
+def test_irsr_ranks_over_matched_or_all_predictions():
+    # m <= n: only matched predictions are ranked, so unmatched X leaves no gap.
+    assert irsr_sa_sor_image([A, X, B], [A, B, C]) == pytest.approx(1.0)
+    # m > n: all predictions are ranked: A=4, B=1, C unmatched=0 against GT 3, 2, 1.
+    assert irsr_sa_sor_image([A, X, X, B], [A, B, C]) == pytest.approx(4 / np.sqrt(2 * 78 / 9))
+
+
+def test_irsr_rank_scores_and_gt_values():
+    assert irsr_sa_sor_image([A, B, C], [A, B, C], pred_rank_scores=[0.1, 0.9, 0.5]) == (
+        pytest.approx(-0.5)
+    )
+    tied = pytest.approx(np.sqrt(3) / 2)
+    assert irsr_sa_sor_image([A, B, C], [A, B, C], pred_rank_scores=[0.9, 0.9, 0.1]) == tied
+    assert irsr_sa_sor_image([A, B, C], [A, B, C], gt_rank_values=[5, 5, 1]) == tied
+
+
+def test_irsr_special_images():
+    assert irsr_sa_sor_image([A], []) is None
+    assert irsr_sa_sor_image([A, B], [A]) is None  # one GT object: excluded
+    assert irsr_sa_sor_image([], [A, B]) == 0.0
+    assert irsr_sa_sor_image([X], [A, B]) == 0.0  # nothing matched: constant 0 ranks
+    assert irsr_sa_sor_image([A, B], [A, B], pred_rank_scores=[0.5, 0.5]) == 0.0
+    assert irsr_sa_sor_image([A, B], [A, B], gt_rank_values=[1, 1]) is None  # NaN: excluded
+    assert math.isnan(irsr_sa_sor([None, None]))
+
+
+# --------------------------------------------------------------------------- assr rules
+
+
+def test_resize_replicates_strips_exactly():
+    big = resize_binary([A, strip([1, 2], 4)])
+    assert big.shape == (2, 480, 640)
+    assert big[0].all(axis=0)[:160].all() and not big[0][:, 160:].any()
+    assert big[1][:, 160:480].all() and not big[1][:, :160].any() and not big[1][:, 480:].any()
+
+
+def test_assr_rank_map_painting():
+    masks = np.stack([strip(range(10)), strip(range(5, 15))] + [X] * 4).astype(bool)
+    grey = assr_rank_map(masks)
+    assert grey[0, :5].tolist() == [255] * 5
+    assert grey[0, 5:15].tolist() == [229] * 10  # the lower rank overwrites on overlap
+    assert grey[0, 15:].tolist() == [153] * 5  # ranks beyond 5 are not painted
+
+
+def test_assr_predicted_ranks_mode_and_coverage():
+    grey = np.array([[255] * 5 + [229] * 5 + [0] * 6 + [204] * 2 + [0, 0]], dtype=np.uint8)
+    gt = np.stack(
+        [strip(range(10)), strip([12, 13, 14, 15, 16, 17]), strip([15, 16, 17]), strip([18, 19])]
+    ).astype(bool)
+    # tie -> smallest grey; 2 of 6 covered -> 0; 2 of 3 covered (> int(1.5)) -> 204; none -> 0.
+    assert assr_predicted_ranks(grey, gt).tolist() == [229, 0, 204, 0]
+
+
+def test_assr_drops_gt_rank_zero_and_excludes_constant_rho():
+    assert assr_sor_image([A, B, C], [A, B, C], gt_rank_values=[3, 0, 1]) == pytest.approx(1.0)
+    assert assr_sor_image([A, B, C], [A, B, C], gt_rank_values=[0, 0, 1]) == 1.0
+    assert assr_sor_image([A], []) is None
+    assert math.isnan(assr_sor([None]))
+
+
+def test_assr_mae_on_graded_maps():
+    assert assr_mae_image([A, B, C], [A, B, C]) == 0.0
+    assert assr_mae_image([A, B], [A, B, C]) == pytest.approx(0.25 * 204 / 255)
+    assert assr_mae_image([C, B, A], [A, B, C]) == pytest.approx(0.5 * 51 / 255)
+    assert assr_mae_image([], [A]) == pytest.approx(0.25)
+
+
+# --------------------------------------------------------------------------- all protocols
+
+
+def test_evaluate_protocols():
+    samples = [(p, g) for p, g, _, _ in CASES] + [([A], [])]
+    out = evaluate_protocols(samples)
+    expected = aggregate([image_metrics(p, g) for p, g in samples], faithful_count0=True)
+    assert out["seqrank"]["sa_sor"] == -0.0518 and out["seqrank"]["sor"] == 0.7
+    assert {k: v for k, v in out["seqrank"].items() if not k.startswith(("top4", "top5"))} == {
+        k: v for k, v in expected.items() if not k.startswith(("top4", "top5"))
+    }
+    assert out["irsr"]["sa_sor"] == pytest.approx(0.27578, abs=5e-6)
+    assert out["irsr"]["sa_sor_count"] == 9.0
+    assert out["assr"]["sor"] == pytest.approx(0.75) and out["assr"]["sor_count"] == 8.0
+    assert out["assr"]["mae_count"] == 10.0
+    only = evaluate_protocols(samples, protocols=("irsr",), faithful_count0=True)
+    assert list(only) == ["irsr"]
+    with pytest.raises(ValueError):
+        evaluate_protocols(samples, protocols=("sor",))
+
+
+def test_evaluate_protocols_uses_given_rank_values():
+    samples = [([A, B, C], [A, B, C], None, [0.1, 0.9, 0.5])]
+    assert evaluate_protocols(samples, protocols=("irsr",))["irsr"]["sa_sor"] == (
+        pytest.approx(-0.5)
+    )
+    samples = [([A, B, C], [A, B, C], [1, 2, 3])]
+    assert evaluate_protocols(samples, protocols=("assr",))["assr"]["sor"] == pytest.approx(0.0)

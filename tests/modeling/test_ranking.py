@@ -1,0 +1,187 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+from torch import nn
+
+from seqrank.config import add_seqrank_config, merge_config_file
+from seqrank.modeling.ranking import SequentialRankingModule, rank_indicators
+from seqrank.modeling.registry import build_gaze_shift
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
+needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference missing")
+
+
+def col(values):
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1)
+
+
+def test_rank_indicators_hand_checked():
+    prev, gaze = rank_indicators(col([0, 2, 1, 0, 3]))
+    assert prev.flatten().tolist() == [0, 1, 1, 0, 1]
+    assert gaze.flatten().tolist() == [0, 0, 0, 0, 1]
+
+    prev, gaze = rank_indicators(torch.zeros(2, 4, 1))
+    assert prev.sum() == 0 and gaze.sum() == 0
+
+    q_vis = torch.tensor([[0.0, 1.0, 0.0], [2.0, 0.0, 1.0]]).unsqueeze(-1)
+    prev, gaze = rank_indicators(q_vis)
+    assert prev.squeeze(-1).tolist() == [[0, 1, 0], [1, 0, 1]]
+    assert gaze.squeeze(-1).tolist() == [[0, 1, 0], [1, 0, 0]]
+    assert prev.dtype == gaze.dtype == torch.float32 and prev.shape == (2, 3, 1)
+
+
+def tiny_srm(num_blocks=2, seed=0):
+    torch.manual_seed(seed)
+    return SequentialRankingModule(embed_dim=8, num_heads=2, hidden_dim=16, num_blocks=num_blocks)
+
+
+def tiny_inputs(b=2, nq=5, t=6, c=8):
+    q_vis = torch.zeros(b, nq, 1)
+    q_vis[0, 1], q_vis[0, 3], q_vis[1, 4] = 1.0, 2.0, 1.0
+    return (
+        torch.randn(b, nq, c),
+        torch.randn(b, t, c),
+        torch.randn(b, nq, c),
+        torch.randn(b, t, c),
+        q_vis,
+    )
+
+
+def reference_block(blk, q, qpe, z, zpe, gaze, gaze_emb, prev, prev_emb):
+    """CenterShiftBlock written step by step from ARCHITECTURE.md section 8."""
+    q0 = blk.before(q)
+    q = q + prev * prev_emb + gaze * gaze_emb
+    q = blk.norm1(q + blk.self_attn1(q + qpe, q + qpe, q))
+    q = blk.norm2(q + blk.ffn1(q))
+    z = blk.norm3(z + blk.cross_attn1(z + zpe, q + qpe, q))
+    c = (gaze * q).sum(dim=1, keepdim=True) + gaze_emb
+    z = blk.norm_mlp(z + blk.mlp(torch.cat([c.expand(-1, z.shape[1], -1), z], dim=-1)))
+    q = blk.norm4(q + blk.cross_attn2(q + qpe, z + zpe, z))
+    q = blk.norm5(q + blk.self_attn2(q + qpe, q + qpe, q))
+    q = blk.norm6(q + blk.ffn2(q))
+    q = q * torch.softmax(blk.softmax_head(q), dim=-1)
+    return blk.after(q0 + q)
+
+
+def randomise_norms(module):
+    for m in module.modules():
+        if isinstance(m, nn.LayerNorm):
+            nn.init.normal_(m.weight)
+            nn.init.normal_(m.bias)
+
+
+def test_center_shift_block_matches_spec_order():
+    srm = tiny_srm(num_blocks=1)
+    randomise_norms(srm)
+    q, z, qpe, zpe, q_vis = tiny_inputs()
+    prev, gaze = rank_indicators(q_vis)
+    blk = srm.blocks[0]
+    out = blk(q, qpe, z, zpe, gaze, srm.gaze_emb, prev, srm.prev_emb)
+    expected = reference_block(blk, q, qpe, z, zpe, gaze, srm.gaze_emb, prev, srm.prev_emb)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_forward_matches_reference_and_does_not_chain_z():
+    srm = tiny_srm(num_blocks=3).eval()
+    randomise_norms(srm)
+    q, z, qpe, zpe, q_vis = tiny_inputs()
+    seen_z = []
+    for blk in srm.blocks:
+        blk.register_forward_pre_hook(lambda m, args: seen_z.append(args[2]))
+
+    out = srm(q, z, qpe, zpe, q_vis)
+    assert all(t is z for t in seen_z) and len(seen_z) == 3
+
+    prev, gaze = rank_indicators(q_vis)
+    expected_q = q
+    for blk in srm.blocks:
+        expected_q = reference_block(
+            blk, expected_q, qpe, z, zpe, gaze, srm.gaze_emb, prev, srm.prev_emb
+        )
+    torch.testing.assert_close(out, srm.head(expected_q), rtol=1e-5, atol=1e-5)
+
+
+def test_softmax_head_has_no_influence():
+    srm = tiny_srm().eval()
+    q, z, qpe, zpe, q_vis = tiny_inputs()
+    before = srm(q, z, qpe, zpe, q_vis)
+    for blk in srm.blocks:
+        nn.init.normal_(blk.softmax_head.weight, std=10.0)
+        nn.init.normal_(blk.softmax_head.bias, std=10.0)
+    torch.testing.assert_close(srm(q, z, qpe, zpe, q_vis), before, rtol=0, atol=0)
+
+
+def test_train_and_eval_returns_and_ignored_arguments():
+    srm = tiny_srm()
+    q, z, qpe, zpe, q_vis = tiny_inputs()
+    srm.train()
+    out, aux = srm(q, z, qpe, zpe, q_vis)
+    assert out.shape == (2, 5, 1) and aux == []
+    srm.eval()
+    ev = srm(q, z, qpe, zpe, q_vis, bbox=torch.rand(2, 5, 4), size=(3, 2))
+    torch.testing.assert_close(ev, out, rtol=0, atol=0)
+
+
+def test_ranking_state_changes_output_and_gradients_flow():
+    srm = tiny_srm()
+    q, z, qpe, zpe, q_vis = tiny_inputs()
+    q.requires_grad_(True)
+    out_ranked = srm(q, z, qpe, zpe, q_vis)[0]
+    out_empty = srm(q, z, qpe, zpe, torch.zeros_like(q_vis))[0]
+    assert not torch.allclose(out_ranked, out_empty)
+    out_ranked.sum().backward()
+    assert q.grad is not None and srm.gaze_emb.grad is not None and srm.prev_emb.grad is not None
+
+
+def test_initialisation():
+    srm = tiny_srm()
+    blk = srm.blocks[0]
+    assert srm.prev_emb.shape == srm.gaze_emb.shape == (8,)
+    assert torch.count_nonzero(blk.before.bias) == 0 and torch.count_nonzero(blk.mlp[0].bias) == 0
+    assert torch.equal(blk.norm_mlp.weight, torch.ones(8))
+    assert torch.count_nonzero(srm.head[0].bias) > 0  # default nn.Linear init
+
+
+@needs_reference
+@pytest.mark.parametrize(
+    "yaml_name, manifest_name, num_params",
+    [
+        ("assr_swinL_config.yaml", "swinL.yaml", 29_256_711),
+        ("assr_swinL_correct_config.yaml", "swinL_correct.yaml", 9_796_611),
+    ],
+)
+def test_state_dict_matches_official_manifest(yaml_name, manifest_name, num_params):
+    data = json.loads((REFERENCE / "official_state_dict_manifest.json").read_text())
+    prefix = "gaze_shift."
+    expected = [
+        (k[len(prefix) :], tuple(s), d)
+        for k, s, d in data[manifest_name]["state_dict"]
+        if k.startswith(prefix)
+    ]
+    cfg = get_cfg()
+    add_seqrank_config(cfg)
+    merge_config_file(cfg, str(REFERENCE / "official_configs" / yaml_name))
+    with torch.device("meta"):
+        srm = build_gaze_shift(cfg)
+    got = [
+        (k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in srm.state_dict().items()
+    ]
+    assert got == expected
+    assert sum(p.numel() for p in srm.parameters()) == num_params
+
+
+@needs_reference
+def test_parity_checkpoint_loads_strictly():
+    bundle = REFERENCE / "parity_fpn"
+    cfg = get_cfg()
+    add_seqrank_config(cfg)
+    merge_config_file(cfg, str(bundle / "config.yaml"))
+    srm = build_gaze_shift(cfg)
+    state = torch.load(bundle / "checkpoint.pth", map_location="cpu", weights_only=False)["model"]
+    sub = {k[len("gaze_shift.") :]: v for k, v in state.items() if k.startswith("gaze_shift.")}
+    srm.load_state_dict(sub, strict=True)
+    assert list(sub) == list(srm.state_dict())
+    assert len(srm.blocks) == 2
