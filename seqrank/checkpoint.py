@@ -68,21 +68,28 @@ def safe_torch_load(path, map_location="cpu"):
         with torch.serialization.safe_globals(_allowed_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown object"
-        if "Weights only load failed" in str(exc):
+        text = str(exc)
+        if "Unsupported global" in text:
             raise UntrustedCheckpointError(
                 f"{path}: refusing to unpickle objects outside the allow-list ({_culprit(exc)}); "
                 f"if you trust this file, pass --trust-checkpoint or set {TRUST_ENV}=1"
             ) from None
-        raise ValueError(f"{path}: not a readable torch checkpoint ({first})") from None
+        raise ValueError(f"{path}: not a readable torch checkpoint ({_reason(text)})") from None
     except (RuntimeError, EOFError) as exc:
         raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from None
 
 
+def _reason(text):
+    for line in text.splitlines():
+        if "Unsupported operand" in line or "invalid load key" in line:
+            return line.strip()
+    return "unpickling failed"
+
+
 def _culprit(exc):
     for line in str(exc).splitlines():
-        if "Unsupported global" in line or "GLOBAL" in line:
-            return line.strip().strip(":")
+        if "Unsupported global" in line:
+            return line.split("Unsupported global:")[-1].split(" was not")[0].strip()
     return "unsupported global"
 
 

@@ -90,6 +90,8 @@ def test_swin_out_features_filter_keeps_all_stage_norms():
     assert list(model.output_shape()) == ["res3", "res5"]
     keys = model.state_dict().keys()
     assert all(f"norm{i}.weight" in keys for i in range(4))
+    with pytest.raises(ValueError, match="res6"):
+        build(swin_cfg(OUT_FEATURES=["res2", "res6"]))
 
 
 def test_relative_position_index_values():
@@ -268,7 +270,9 @@ def test_use_checkpoint_gives_same_gradients(monkeypatch):
 
 
 def test_swin_large_state_dict_matches_manifest(shared_dir):
-    manifest = json.loads((shared_dir / "reference" / "official_state_dict_manifest.json").read_text())
+    manifest = json.loads(
+        (shared_dir / "reference" / "official_state_dict_manifest.json").read_text()
+    )
     cfg = swin_cfg(EMBED_DIM=192, DEPTHS=[2, 2, 18, 2], NUM_HEADS=[6, 12, 24, 48], WINDOW_SIZE=12)
     cfg.MODEL.SWIN.DROP_PATH_RATE = 0.2
     with torch.device("meta"):

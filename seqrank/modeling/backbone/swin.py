@@ -431,6 +431,9 @@ class D2SwinTransformer(SwinTransformer, Backbone):
             use_checkpoint=swin.USE_CHECKPOINT,
         )
         self._out_features = list(swin.OUT_FEATURES)
+        unknown = set(self._out_features) - {f"res{i + 2}" for i in range(self.num_layers)}
+        if unknown:
+            raise ValueError(f"Unknown MODEL.SWIN.OUT_FEATURES {sorted(unknown)}")
         self._out_feature_strides = {f"res{i + 2}": 4 * 2**i for i in range(self.num_layers)}
         self._out_feature_channels = {f"res{i + 2}": c for i, c in enumerate(self.num_features)}
 

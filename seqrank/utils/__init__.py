@@ -1,0 +1,1 @@
+"""Small user-facing utilities: colour maps and results-file helpers."""
