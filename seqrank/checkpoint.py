@@ -108,7 +108,9 @@ class SeqRankCheckpointer(DetectionCheckpointer):
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
-            return super()._load_file(filename) if trust_checkpoints() else self._refuse_pkl(filename)
+            return (
+                super()._load_file(filename) if trust_checkpoints() else self._refuse_pkl(filename)
+            )
         loaded = safe_torch_load(filename)
         if not isinstance(loaded, dict):
             raise ValueError(f"{filename}: expected a dict checkpoint, got {type(loaded).__name__}")

@@ -91,5 +91,7 @@ def test_backbone_only_weights_initialise_backbone(tmp_path, parity_state):
     model = _model()
     SeqRankCheckpointer(model).load(str(path))
     state = model.state_dict()
-    assert torch.equal(state["backbone.patch_embed.proj.weight"], parity_state["backbone.patch_embed.proj.weight"])
+    assert torch.equal(
+        state["backbone.patch_embed.proj.weight"], parity_state["backbone.patch_embed.proj.weight"]
+    )
     assert not torch.equal(state["instance_seg.qpe"], parity_state["instance_seg.qpe"])

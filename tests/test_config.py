@@ -88,9 +88,14 @@ def test_every_config_loads_and_builds(path):
 
 @pytest.mark.parametrize("name", ["swinL.yaml", "swinL_correct.yaml"])
 def test_state_dict_matches_official_manifest(name):
-    manifest = json.loads((SHARED / "reference/official_state_dict_manifest.json").read_text())[name]
+    manifest = json.loads((SHARED / "reference/official_state_dict_manifest.json").read_text())[
+        name
+    ]
     model = build_on_meta(build_cfg(str(REPO / "configs" / name)))
-    got = [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in model.state_dict().items()]
+    got = [
+        [k, list(v.shape), str(v.dtype).replace("torch.", "")]
+        for k, v in model.state_dict().items()
+    ]
     assert got == manifest["state_dict"]
     assert sum(p.numel() for p in model.parameters()) == manifest["num_parameters"]
     for module, count in manifest["per_module_parameters"].items():

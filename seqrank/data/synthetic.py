@@ -159,9 +159,8 @@ def _render_background(rng, height, width):
     ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1.0) * 2.0 - 1.0
     shade = ramp * rng.uniform(5, 20)
     coarse = rng.normal(0, 1, (max(2, height // 16), max(2, width // 16))).astype(np.float32)
-    shade = shade + cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC) * rng.uniform(
-        3, 10
-    )
+    smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    shade = shade + smooth * rng.uniform(3, 10)
     if rng.random() < 0.3:
         period = rng.uniform(4, 10)
         stripes = np.floor(_ramp(xs, ys, rng.uniform(0, np.pi)) / period) % 2
@@ -264,7 +263,9 @@ def mask_to_polygons(mask):
     Contours with fewer than 3 points (1-2 pixel slivers) cannot be drawn by cv2.fillPoly as an
     area and are dropped.
     """
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     return [[int(v) for v in c.reshape(-1)] for c in contours if len(c) >= 3]
 
 
@@ -298,7 +299,9 @@ def _place_objects(rng, count, height, width):
         shape = str(rng.choice(_SHAPES))
         for _ in range(_PLACEMENT_TRIES):
             candidate = _sample_full_mask(rng, shape, height, width)
-            if np.count_nonzero(candidate) >= min_area and _placement_ok(candidate, fulls, visibles):
+            if np.count_nonzero(candidate) >= min_area and _placement_ok(
+                candidate, fulls, visibles
+            ):
                 break
         else:
             continue
@@ -530,6 +533,12 @@ def _write_split(directory, name, split, count, seed, size, comment, progress):
     _write_json(os.path.join(directory, f"{name}_{split}.json"), content)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _swap_in(tmp_dir, target):
     """Move the finished ``tmp_dir`` to ``target``, replacing an existing dataset."""
     if not os.path.exists(target):
@@ -583,6 +592,8 @@ def make_synthetic_sor(
     os.makedirs(root, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
     try:
+        # mkdtemp creates the folder 0700; the dataset should get the mode of a plain mkdir.
+        os.chmod(tmp_dir, 0o777 & ~_umask())
         for split, count in counts.items():
             _write_split(tmp_dir, name, split, count, seed, (height, width), comment, progress)
         _swap_in(tmp_dir, target)

@@ -25,7 +25,9 @@ def wrap_ddp(model):
         return model
     on_cuda = next(model.parameters()).is_cuda
     kwargs = {"device_ids": [comm.get_local_rank()]} if on_cuda else {}
-    return DistributedDataParallel(model, broadcast_buffers=False, find_unused_parameters=True, **kwargs)
+    return DistributedDataParallel(
+        model, broadcast_buffers=False, find_unused_parameters=True, **kwargs
+    )
 
 
 class Trainer(DefaultTrainer):

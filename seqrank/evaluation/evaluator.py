@@ -50,7 +50,9 @@ def metrics_table(metrics, title="SOR metrics"):
     for key, value in metrics.items():
         if key.endswith("_count"):
             continue
-        shown = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        shown = (
+            "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        )
         rows.append([key, shown, int(metrics.get(key + "_count", 0))])
     return f"{title}:\n" + tabulate(rows, headers=["metric", "value", "images"], floatfmt=".4f")
 
@@ -99,7 +101,9 @@ class SOREvaluator(DatasetEvaluator):
             name = inp.get("image_name", record["image_name"])
             record["image_name"] = name
             self._records.append(record)
-            gts = _as_masks(inp["masks"].cpu().numpy() if hasattr(inp["masks"], "cpu") else inp["masks"])
+            gts = _as_masks(
+                inp["masks"].cpu().numpy() if hasattr(inp["masks"], "cpu") else inp["masks"]
+            )
             per_image = image_metrics(_as_masks(out.get("masks", [])), gts, self.threshold)
             if per_image is None:
                 self._skipped.append(name)
@@ -143,5 +147,7 @@ class SOREvaluator(DatasetEvaluator):
         results = {rec["image_name"]: rec for rec in records}
         res_path = os.path.join(self.output_dir, f"{self.dataset_name}_coco_format.pth")
         save_results(res_path, results)
-        write_json_atomic(os.path.join(self.output_dir, f"{self.dataset_name}_metrics.json"), metrics)
+        write_json_atomic(
+            os.path.join(self.output_dir, f"{self.dataset_name}_metrics.json"), metrics
+        )
         logger.info("Wrote %s and %s_metrics.json", res_path, self.dataset_name)

@@ -10,16 +10,11 @@ from detectron2.config import configurable
 from torch import nn
 from torchvision.ops import roi_align
 
+from .box_ops import xyhw_to_xyxy
 from .components import MLP, Attention, MLPBlock, init_weights_
 from .registry import SALIENCY_INSTANCE_SEG
 
-__all__ = ["ROISample", "LookByMultiQ", "FoveaHead", "FoveaModule", "xyhw_to_xyxy"]
-
-
-def xyhw_to_xyxy(boxes):
-    """(cx, cy, h, w) -> (x1, y1, x2, y2) on the last dim."""
-    cx, cy, h, w = boxes.unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+__all__ = ["ROISample", "LookByMultiQ", "FoveaHead", "FoveaModule"]
 
 
 class ROISample(nn.Module):

@@ -60,7 +60,9 @@ def objectness_loss(logits, positive, pos_weight, neg_weight):
     """Weighted BCE over all ``B x Q x 1`` objectness logits (mean)."""
     pos = positive.to(logits.dtype)
     loss_pos = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
-    loss_neg = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
+    loss_neg = F.binary_cross_entropy_with_logits(
+        logits, torch.zeros_like(logits), reduction="none"
+    )
     return (pos * loss_pos * pos_weight + (1.0 - pos) * loss_neg * neg_weight).mean()
 
 
@@ -71,6 +73,8 @@ def saliency_step_loss(logits, answer):
     """
     ans = answer.to(logits.dtype)
     loss_pos = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
-    loss_neg = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
+    loss_neg = F.binary_cross_entropy_with_logits(
+        logits, torch.zeros_like(logits), reduction="none"
+    )
     err = ans * loss_pos + (1.0 - ans) * loss_neg
     return torch.nan_to_num(err, nan=0.0).mean()

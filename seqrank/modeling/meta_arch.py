@@ -181,7 +181,9 @@ class SeqRank(nn.Module):
         w = self.loss_weights
         rows, cols = draw_points(size[0], size[1], self.num_points, self.device)
         logits = sample_logits(pred["masks"][bi, qi].float(), rows, cols, size)
-        targets = torch.stack([gt_masks[b][t][rows, cols] for b, t in zip(bi.tolist(), ti.tolist())])
+        targets = torch.stack(
+            [gt_masks[b][t][rows, cols] for b, t in zip(bi.tolist(), ti.tolist())]
+        )
         mask_loss = mask_loss_per_pair(logits, targets, w["mask_ce"], w["mask_dice"]).mean()
         boxes = torch.stack([gt_boxes[b][t] for b, t in zip(bi.tolist(), ti.tolist())])
         pred_boxes = pred["bboxes"][bi, qi].float().sigmoid()
@@ -222,8 +224,14 @@ class SeqRank(nn.Module):
             obj = obj_probs[batch_idx, pick]
             active &= (obj >= STOP_THRESHOLD) & (sal >= STOP_THRESHOLD)
             for b in torch.nonzero(active).flatten().tolist():
-                self._append(results[b], batched_inputs[b], pred_masks[b, pick[b]],
-                             pred_boxes[b, pick[b]], obj[b], sal[b])
+                self._append(
+                    results[b],
+                    batched_inputs[b],
+                    pred_masks[b, pick[b]],
+                    pred_boxes[b, pick[b]],
+                    obj[b],
+                    sal[b],
+                )
             if not bool(active.any()):
                 break
         return results

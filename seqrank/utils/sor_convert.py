@@ -59,16 +59,18 @@ class SplitSummary:
     tied_images: int = 0
     empty_images: int = 0
     non_jpeg_images: int = 0
+    unranked_written: bool = False
 
     def log(self, name):
         logger.info(
-            "%s: %d images, %d ranked objects kept, %d unranked objects dropped "
+            "%s: %d images, %d ranked objects kept, %d unranked objects %s "
             "(%d of them with a negative rank value), %d images with rank ties, "
             "%d images without any ranked object",
             name,
             self.images,
             self.objects_kept,
             self.objects_unranked,
+            "written with category_id 0" if self.unranked_written else "dropped",
             self.objects_negative,
             self.tied_images,
             self.empty_images,
@@ -201,7 +203,8 @@ def place_image(src, dst, link=False):
             os.remove(tmp)
             os.symlink(os.path.abspath(src), tmp)
         else:
-            shutil.copyfile(src, tmp)
+            # copy() rather than copyfile(): the mkstemp file is 0600, copy() takes src's mode.
+            shutil.copy(src, tmp)
         os.replace(tmp, dst)
     except BaseException:
         if os.path.lexists(tmp):
@@ -231,6 +234,8 @@ class SourceImage:
 
 @dataclass
 class ConvertOptions:
+    """Converter switches; ``higher_first``: a larger source rank value is more salient."""
+
     link: bool = False
     keep_unranked: bool = False
     dry_run: bool = False
@@ -243,7 +248,7 @@ def convert_split(sources, json_path, image_dir, comment, options):
     Every record is validated before anything is written, so a malformed release leaves no
     partial output.
     """
-    summary = SplitSummary()
+    summary = SplitSummary(unranked_written=options.keep_unranked)
     records, image_paths = [], []
     seen = set()
     for source in sources:

@@ -8,7 +8,8 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from seqrank.config import add_seqrank_config, merge_config_file
-from seqrank.modeling.fovea import FoveaModule, LookByMultiQ, ROISample, xyhw_to_xyxy
+from seqrank.modeling.box_ops import xyhw_to_xyxy
+from seqrank.modeling.fovea import FoveaModule, LookByMultiQ, ROISample
 from seqrank.modeling.registry import build_instance_seg
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"

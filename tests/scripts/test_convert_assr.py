@@ -36,7 +36,9 @@ def make_release(root):
         image_dir = root / "images" / "test"
         image_dir.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (w, h), (40 * i, 90, 200)).save(image_dir / f"{name}.jpg", "JPEG")
-        objects = [{"bbox": [0, 0, 5, 5], "segmentation": _square(k)} for k in range(len(RANKS[name]))]
+        objects = [
+            {"bbox": [0, 0, 5, 5], "segmentation": _square(k)} for k in range(len(RANKS[name]))
+        ]
         entries.append({"img": name + (".jpg" if name == "img_b" else ""), "object_data": objects})
         rank_dir = root / "rank_order" / "test"
         rank_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,9 @@ def test_conversion(release, tmp_path, caplog):
         assert not os.path.islink(record["file_name"])
     assert (summary.images, summary.objects_kept, summary.objects_unranked) == (3, 7, 5)
     assert (summary.objects_negative, summary.tied_images, summary.empty_images) == (2, 1, 1)
-    tie_warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "img_b" in r.message]
+    tie_warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "img_b" in r.message
+    ]
     assert tie_warnings and "0.9: 2" in tie_warnings[0].message
     assert any("1 images with rank ties" in r.message for r in caplog.records)
 

@@ -18,7 +18,12 @@ def _box_mask(h, w, y0, y1, x0, x1, value=1.0):
 
 def test_color_table_values():
     assert COLOR_TABLE.shape == (124, 3) and COLOR_TABLE.dtype == np.uint8
-    assert COLOR_TABLE[:4].tolist() == [[61, 87, 234], [99, 192, 251], [188, 176, 100], [153, 102, 68]]
+    assert COLOR_TABLE[:4].tolist() == [
+        [61, 87, 234],
+        [99, 192, 251],
+        [188, 176, 100],
+        [153, 102, 68],
+    ]
     # uint8 truncation of [119, 85, 8] * f, f = linspace(1, 0.2, 20).
     assert COLOR_TABLE[4].tolist() == [119, 85, 8]
     assert COLOR_TABLE[5].tolist() == [113, 81, 7]

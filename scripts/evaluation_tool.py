@@ -1,0 +1,152 @@
+"""Score a SeqRank results file (``*_coco_format.pth``) on a registered test set.
+
+Example (the original README's command; the results file is passed as MODEL.WEIGHTS):
+    python -m scripts.evaluation_tool --eval-only --config-file configs/swinL.yaml \
+        DATASETS.TEST "('assr_test',)" \
+        MODEL.WEIGHTS assets/seqrank_results/assr_swinL/seqrank_assr_swinL_results.pth \
+        OUTPUT_DIR output/seqrank_assr_swinL_results
+
+``--protocol`` adds the official IRSR SA-SOR and the ASSR SOR/MAE protocols; ``all`` prints them
+side by side. Writes ``<dataset>_metrics.json`` and ``<dataset>_metrics.csv`` to OUTPUT_DIR.
+"""
+
+import argparse
+import csv
+import io
+import logging
+import math
+import os
+import sys
+
+from detectron2.data import DatasetCatalog
+from detectron2.utils.logger import setup_logger
+from tabulate import tabulate
+
+from seqrank.data import register_sor_datasets
+from seqrank.engine.setup import build_cfg
+from seqrank.evaluation import write_json_atomic
+from seqrank.evaluation.results_eval import PROTOCOLS, evaluate_results
+from seqrank.utils.results_file import ResultsFileError, atomic_write_bytes, load_results
+
+logger = logging.getLogger("seqrank.evaluation_tool")
+
+PROTOCOL_LABELS = {
+    "seqrank": "seqrank (SeqRank's evaluator; the paper's numbers)",
+    "irsr": "irsr (official IRSR SA-SOR, Liu et al. TPAMI 2021)",
+    "assr": "assr (ASSR SOR / MAE, Siris et al. CVPR 2020)",
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    parser.add_argument(
+        "--eval-only", action="store_true", help="accepted for compatibility (always evaluates)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS) + ["all"],
+        default="seqrank",
+        help="metric protocol(s); default: seqrank",
+    )
+    parser.epilog = "Any other arguments are config overrides given as KEY VALUE pairs."
+    return parser
+
+
+def parse_args(argv=None):
+    """Options may appear before or after the KEY VALUE config overrides."""
+    parser = build_parser()
+    args, opts = parser.parse_known_args(argv)
+    flags = [o for o in opts if o.startswith("--")]
+    if flags:
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
+    args.opts = opts
+    return args
+
+
+def _fmt(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}"
+
+
+def _rows(metrics_by_protocol):
+    rows = []
+    for protocol, metrics in metrics_by_protocol.items():
+        for key, value in metrics.items():
+            if not key.endswith("_count"):
+                rows.append([protocol, key, value, int(metrics.get(key + "_count", 0))])
+    return rows
+
+
+def _table(dataset, metrics_by_protocol):
+    if len(metrics_by_protocol) == 1:
+        rows = [[m, _fmt(v), n] for _, m, v, n in _rows(metrics_by_protocol)]
+        return tabulate(rows, headers=["metric", "value", "images"])
+    names = ["sa_sor", "sor", "mae"]
+    header = ["metric"] + [PROTOCOL_LABELS[p].split(" (")[0] for p in metrics_by_protocol]
+    rows = [
+        [n] + [_fmt(m.get(n)) if n in m else "-" for m in metrics_by_protocol.values()]
+        for n in names
+    ]
+    notes = "\n".join(f"  {PROTOCOL_LABELS[p]}" for p in metrics_by_protocol)
+    seqrank_only = tabulate(
+        [[m, _fmt(v), n] for p, m, v, n in _rows(metrics_by_protocol) if p == "seqrank"],
+        headers=["seqrank metric", "value", "images"],
+    )
+    return tabulate(rows, headers=header) + "\nprotocols:\n" + notes + "\n\n" + seqrank_only
+
+
+def _write_outputs(output_dir, dataset, metrics_by_protocol, nested):
+    os.makedirs(output_dir, exist_ok=True)
+    payload = metrics_by_protocol if nested else metrics_by_protocol["seqrank"]
+    json_path = os.path.join(output_dir, f"{dataset}_metrics.json")
+    write_json_atomic(json_path, payload)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["protocol", "metric", "value", "images"])
+    for protocol, metric, value, count in _rows(metrics_by_protocol):
+        writer.writerow([protocol, metric, "" if _fmt(value) == "n/a" else value, count])
+    atomic_write_bytes(
+        os.path.join(output_dir, f"{dataset}_metrics.csv"), buffer.getvalue().encode()
+    )
+    return json_path
+
+
+def evaluate(args):
+    cfg = build_cfg(args.config_file or None, args.opts)
+    register_sor_datasets(cfg.DATASETS.ROOT)
+    results = load_results(cfg.MODEL.WEIGHTS)
+    protocols = (
+        PROTOCOLS if args.protocol == "all" else tuple(dict.fromkeys(("seqrank", args.protocol)))
+    )
+    for dataset in cfg.DATASETS.TEST:
+        metrics, missing = evaluate_results(
+            results, DatasetCatalog.get(dataset), protocols, cfg.TEST.THRESHOLD
+        )
+        if missing:
+            logger.warning(
+                "%d image(s) of %s are missing from %s and count as empty predictions: %s",
+                len(missing),
+                dataset,
+                cfg.MODEL.WEIGHTS,
+                ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""),
+            )
+        path = _write_outputs(cfg.OUTPUT_DIR, dataset, metrics, nested=len(protocols) > 1)
+        print(f"\n{dataset} — {cfg.MODEL.WEIGHTS}\n{_table(dataset, metrics)}\n")
+        logger.info("Wrote %s", path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logger(name="seqrank")
+    try:
+        evaluate(args)
+    except (ResultsFileError, FileNotFoundError, ValueError, KeyError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()
