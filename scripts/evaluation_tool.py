@@ -117,7 +117,7 @@ def _write_outputs(output_dir, dataset, metrics_by_protocol, nested):
 
 def evaluate(args):
     cfg = build_cfg(args.config_file or None, args.opts)
-    register_sor_datasets(cfg.DATASETS.ROOT)
+    register_sor_datasets(cfg.DATASETS.ROOT, cfg.DATASETS.TEST)
     results = load_results(cfg.MODEL.WEIGHTS)
     protocols = (
         PROTOCOLS if args.protocol == "all" else tuple(dict.fromkeys(("seqrank", args.protocol)))

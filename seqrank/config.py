@@ -101,6 +101,8 @@ def _add_solver_data_test_config(cfg, num_gpus):
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
     cfg.SOLVER.IMS_PER_GPU = 32
     cfg.SOLVER.NUM_GPUS = num_gpus
+    # Not in the original: how often losses are logged and written to metrics.json.
+    cfg.SOLVER.LOG_PERIOD = 20
 
     cfg.TEST.AUG.ENABLED = False
     cfg.TEST.UPPER_BOUND = False

@@ -118,12 +118,26 @@ def register_sor_dataset(name, json_file, image_root):
     )
 
 
-def register_sor_datasets(root):
-    """Register assr_train/val/test and irsr_train/test found under ``root`` (cfg.DATASETS.ROOT)."""
+def _register_in_layout(root, name, dataset_id, split):
+    register_sor_dataset(
+        name,
+        os.path.join(root, dataset_id, f"{dataset_id}_{split}.json"),
+        os.path.join(root, dataset_id, "images", split),
+    )
+
+
+def register_sor_datasets(root, extra_names=()):
+    """Register assr_train/val/test and irsr_train/test found under ``root`` (cfg.DATASETS.ROOT).
+
+    Any other ``<id>_<split>`` name in ``extra_names`` (e.g. cfg.DATASETS.TEST) that is not
+    registered yet is looked up in the same layout, ``{root}/<id>/<id>_<split>.json`` with images
+    in ``{root}/<id>/images/<split>/``, so new datasets need no code.
+    """
     root = os.fspath(root)
     for name, (dataset_id, split) in SOR_SPLITS.items():
-        register_sor_dataset(
-            name,
-            os.path.join(root, dataset_id, f"{dataset_id}_{split}.json"),
-            os.path.join(root, dataset_id, "images", split),
-        )
+        _register_in_layout(root, name, dataset_id, split)
+    for name in extra_names:
+        if name in SOR_SPLITS or name in DatasetCatalog or "_" not in name:
+            continue
+        dataset_id, split = name.rsplit("_", 1)
+        _register_in_layout(root, name, dataset_id, split)

@@ -49,6 +49,8 @@ __all__ = [
     "dataset_comment",
     "local_contrast",
     "make_synthetic_sor",
+    "mask_to_polygons",
+    "polygons_to_mask",
     "register_synthetic",
     "render_scene",
     "scene_to_record",

@@ -56,5 +56,5 @@ def setup(args):
     default_setup(cfg, args)
     for note in notes:
         logger.warning(note)
-    register_sor_datasets(cfg.DATASETS.ROOT)
+    register_sor_datasets(cfg.DATASETS.ROOT, tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST))
     return cfg

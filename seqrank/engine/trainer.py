@@ -5,7 +5,7 @@ import logging
 import weakref
 
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
@@ -48,6 +48,14 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        built = super().build_hooks()
+        for hook in built:
+            if isinstance(hook, hooks.PeriodicWriter):
+                # detectron2 hard-codes 20 iterations; SOLVER.LOG_PERIOD makes it adjustable.
+                hook._period = self.cfg.SOLVER.LOG_PERIOD
+        return built
 
     @classmethod
     def build_optimizer(cls, cfg, model):

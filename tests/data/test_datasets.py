@@ -128,3 +128,20 @@ def test_load_sor_json_keeps_annotations(parity_dir):
     with open(root / "assr_train.json") as f:
         raw = json.load(f)["data"]
     assert [r["annotations"] for r in records] == [r["annotations"] for r in raw]
+
+
+def test_other_dataset_names_register_in_the_same_layout(tmp_path):
+    import shutil
+
+    from tests.conftest import PARITY
+
+    shutil.copytree(PARITY / "datasets" / "assr", tmp_path / "mysor")
+    (tmp_path / "mysor" / "assr_test.json").rename(tmp_path / "mysor" / "mysor_test.json")
+    try:
+        register_sor_datasets(tmp_path, ("mysor_test",))
+        records = DatasetCatalog.get("mysor_test")
+        assert len(records) == 4
+        assert records[0]["file_name"].startswith(str(tmp_path / "mysor" / "images" / "test"))
+    finally:
+        DatasetCatalog.remove("mysor_test")
+        MetadataCatalog.remove("mysor_test")

@@ -1,0 +1,127 @@
+"""End-to-end training through train_net.py on CPU: learning, checkpoints, resume, 2 processes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import PARITY, REPO
+
+BASE_OPTS = [
+    "MODEL.DEVICE", "cpu",
+    "DATASETS.ROOT", str(PARITY / "datasets"),
+    "DATASETS.TRAIN", "('assr_train',)",
+    "DATASETS.TEST", "('assr_test',)",
+    "INPUT.FT_SIZE_TRAIN", "96",
+    "INPUT.FT_SIZE_TEST", "96",
+    "SOLVER.IMS_PER_GPU", "2",
+    "SOLVER.BASE_LR", "0.0005",
+    "SOLVER.STEPS", "(1000,)",
+    "SOLVER.WARMUP_ITERS", "0",
+    "DATALOADER.NUM_WORKERS", "0",
+    "TEST.EVAL_PERIOD", "0",
+    "SEED", "7",
+    "SOLVER.LOG_PERIOD", "5",
+]  # fmt: skip
+
+
+def train(out, *extra, num_gpus=1, resume=False, timeout=600):
+    cmd = [
+        sys.executable, str(REPO / "train_net.py"),
+        "--num-gpus", str(num_gpus),
+        "--config-file", str(PARITY / "config.yaml"),
+        *(["--resume"] if resume else []),
+        *BASE_OPTS, "OUTPUT_DIR", str(out), *extra,
+    ]  # fmt: skip
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def evaluate(out, weights, num_gpus=1):
+    cmd = [
+        sys.executable, str(REPO / "train_net.py"), "--eval-only",
+        "--num-gpus", str(num_gpus),
+        "--config-file", str(PARITY / "config.yaml"),
+        *BASE_OPTS, "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "assr_test_metrics.json").read_text())
+
+
+def _losses(out):
+    lines = (out / "metrics.json").read_text().splitlines()
+    return [json.loads(ln) for ln in lines if "total_loss" in ln]
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    proc = train(out, "SOLVER.MAX_ITER", "30", "SOLVER.CHECKPOINT_PERIOD", "15")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc
+
+
+def test_loss_decreases_and_checkpoint_is_written(short_run):
+    out, proc = short_run
+    records = _losses(out)
+    assert len(records) >= 3
+    first, last = records[0]["total_loss"], records[-1]["total_loss"]
+    assert last < first, (first, last)
+    assert (out / "model_final.pth").is_file() and (out / "model_0000014.pth").is_file()
+    assert "mixed precision is switched off" in proc.stdout + proc.stderr
+
+
+def test_eval_only_loads_the_trained_checkpoint(short_run, tmp_path):
+    out, _ = short_run
+    metrics = evaluate(tmp_path, out / "model_final.pth")
+    assert metrics["mae_count"] == 4.0
+
+
+def test_resume_continues_at_the_saved_iteration(short_run, tmp_path):
+    out, _ = short_run
+    for name in ("model_0000014.pth", "config.yaml"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    (tmp_path / "last_checkpoint").write_text("model_0000014.pth")
+    proc = train(tmp_path, "SOLVER.MAX_ITER", "20", "SOLVER.CHECKPOINT_PERIOD", "100", resume=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Starting training from iteration 15" in proc.stdout + proc.stderr
+    final = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert final["iteration"] == 19
+    iters = [r["iteration"] for r in _losses(tmp_path)]
+    assert min(iters) >= 15
+
+
+def test_non_finite_loss_stops_with_iteration(tmp_path):
+    proc = train(
+        tmp_path,
+        "SOLVER.MAX_ITER",
+        "5",
+        "SOLVER.BASE_LR",
+        "1e30",
+        "SOLVER.CLIP_GRADIENTS.ENABLED",
+        "False",
+    )
+    assert proc.returncode != 0
+    assert "iteration" in (proc.stdout + proc.stderr).lower()
+    assert (
+        "nan" in (proc.stdout + proc.stderr).lower()
+        or "infinite" in (proc.stdout + proc.stderr).lower()
+    )
+
+
+def test_two_cpu_processes_train_and_evaluate_like_one(short_run, tmp_path):
+    out, _ = short_run
+    proc = train(tmp_path / "ddp", "SOLVER.MAX_ITER", "4", "SOLVER.IMS_PER_GPU", "1", num_gpus=2)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model_final.pth").is_file()
+    single = evaluate(tmp_path / "one", out / "model_final.pth")
+    double = evaluate(tmp_path / "two", out / "model_final.pth", num_gpus=2)
+    assert single == double
+    one = torch.load(tmp_path / "one" / "assr_test_coco_format.pth", weights_only=True)
+    two = torch.load(tmp_path / "two" / "assr_test_coco_format.pth", weights_only=True)
+    assert one.keys() == two.keys()
+    for name in one:
+        assert one[name]["num"] == two[name]["num"]
+        assert one[name]["masks"] == two[name]["masks"]

@@ -1,0 +1,295 @@
+"""Browser demo back end (online/app.py) through Flask's test client, and launch.sh's arguments."""
+
+import base64
+import io
+import os
+import subprocess
+import tempfile
+import threading
+import time
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+from PIL import Image
+
+from online.app import create_app, decode_upload
+
+EXAMPLE = "demo/examples/chelsea.jpg"
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor(parity_dir):
+    from seqrank.engine.setup import build_cfg, fit_to_machine
+    from seqrank.predictor import SeqRankPredictor
+
+    opts = ["MODEL.WEIGHTS", str(parity_dir / "checkpoint.pth")]
+    cfg = build_cfg(str(parity_dir / "config.yaml"), opts)
+    fit_to_machine(cfg)
+    return SeqRankPredictor(cfg)
+
+
+@pytest.fixture(scope="module")
+def client(tiny_predictor):
+    return create_app(tiny_predictor).test_client()
+
+
+class FakePredictor:
+    """Two fixed objects; records how many calls overlap in time."""
+
+    def __init__(self, delay=0.0):
+        self.delay = delay
+        self.active = 0
+        self.max_active = 0
+        self.shapes = []
+        self._count_lock = threading.Lock()
+
+    def __call__(self, image_rgb, image_name=0):
+        with self._count_lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        time.sleep(self.delay)
+        height, width = image_rgb.shape[:2]
+        self.shapes.append((height, width))
+        first = np.zeros((height, width), np.float32)
+        first[: height // 2] = 1
+        second = np.zeros((height, width), np.float32)
+        second[height // 2 :, : width // 2] = 1
+        with self._count_lock:
+            self.active -= 1
+        return {
+            "image_name": image_name,
+            "masks": [first, second],
+            "bboxes": [[0.0, 0.0, width, height / 2], [0.0, height / 2, width / 2, height]],
+            "scores": [0.9, 0.4],
+            "saliency": [0.8, 0.3],
+            "num": 2,
+        }
+
+
+def _png_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _post(client, url="/api/rank", data=None, name="image.jpg", field="file"):
+    payload = {field: (io.BytesIO(data), name)}
+    return client.post(url, data=payload, content_type="multipart/form-data")
+
+
+def _decode_png(b64):
+    return np.array(Image.open(io.BytesIO(base64.b64decode(b64))))
+
+
+def test_get_index_page(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'name="file"' in page and 'id="rank-button"' in page and "/api/rank" in page
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/style.css").status_code == 200
+
+
+def test_api_rank_with_tiny_model(client, repo_root):
+    data = (repo_root / EXAMPLE).read_bytes()
+    response = _post(client, data=data)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["image"]["height"] == 300 and body["image"]["width"] == 451
+    objects = body["objects"]
+    assert objects, "the tiny parity model ranks some objects on a natural image"
+    assert [o["rank"] for o in objects] == list(range(1, len(objects) + 1))
+    for obj in objects:
+        assert len(obj["bbox"]) == 4
+        assert 0.0 <= obj["objectness"] <= 1.0 and 0.0 <= obj["saliency"] <= 1.0
+        assert obj["mask"]["size"] == [300, 451] and isinstance(obj["mask"]["counts"], str)
+    first = {"size": objects[0]["mask"]["size"], "counts": objects[0]["mask"]["counts"].encode()}
+    assert mask_util.decode(first).shape == (300, 451)
+    assert objects[0]["color"] == "#ea573d"
+    assert _decode_png(body["colormap_png_base64"]).shape == (300, 451, 3)
+    assert _decode_png(body["overlay_png_base64"]).shape == (300, 451, 3)
+
+
+def test_form_post_renders_results_without_javascript(repo_root):
+    client = create_app(FakePredictor()).test_client()
+    response = _post(client, url="/", data=(repo_root / EXAMPLE).read_bytes())
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert page.count("<tr>") == 3  # header + 2 objects
+    assert "data:image/png;base64," in page and "data:image/jpeg;base64," in page
+    assert "0.9000" in page and "0.3000" in page
+
+
+def test_form_post_error_is_shown_on_the_page():
+    client = create_app(FakePredictor()).test_client()
+    response = _post(client, url="/", data=b"not an image")
+    assert response.status_code == 415
+    assert "not an image" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, words",
+    [
+        ({"field": "image", "data": b"\xff\xd8"}, 400, "field 'file'"),
+        ({"data": b""}, 400, "empty"),
+        ({"data": b"GIF89a but not really", "name": "x.gif"}, 415, "image"),
+        ({"data": b"hello, I am text", "name": "notes.txt"}, 415, "supported format"),
+        ({"data": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"}, 415, "format"),
+    ],
+)
+def test_api_rank_rejects_bad_uploads(kwargs, status, words):
+    predictor = FakePredictor()
+    client = create_app(predictor).test_client()
+    response = _post(client, **kwargs)
+    assert response.status_code == status
+    assert words in response.get_json()["error"]
+    assert predictor.shapes == []
+
+
+def test_api_rank_rejects_truncated_image(repo_root):
+    data = (repo_root / EXAMPLE).read_bytes()
+    response = _post(create_app(FakePredictor()).test_client(), data=data[: len(data) // 3])
+    assert response.status_code == 415
+    assert "truncated" in response.get_json()["error"]
+
+
+def test_api_rank_without_multipart_body():
+    client = create_app(FakePredictor()).test_client()
+    response = client.post("/api/rank", json={"file": "abc"})
+    assert response.status_code == 400
+    assert "multipart/form-data" in response.get_json()["error"]
+
+
+def test_api_rank_oversized_upload_is_413_json():
+    client = create_app(FakePredictor(), max_upload_mb=0.01).test_client()
+    response = _post(client, data=b"\0" * 20_000)
+    assert response.status_code == 413
+    assert "0.01 MB" in response.get_json()["error"]
+
+
+def test_api_rank_too_many_pixels_is_413():
+    client = create_app(FakePredictor(), max_pixels=100).test_client()
+    response = _post(client, data=_png_bytes(np.zeros((20, 20, 3), np.uint8)))
+    assert response.status_code == 413
+    assert "pixels" in response.get_json()["error"]
+
+
+def test_api_rank_wrong_method_is_405_json():
+    response = create_app(FakePredictor()).test_client().get("/api/rank")
+    assert response.status_code == 405
+    assert "POST" in response.get_json()["error"]
+    assert "POST" in response.headers["Allow"]
+
+
+def test_unknown_api_path_is_404_json():
+    response = create_app(FakePredictor()).test_client().post("/api/nothing")
+    assert response.status_code == 404
+    assert response.get_json()["error"]
+
+
+def test_predictor_failure_is_500_json():
+    def broken(image_rgb, image_name=0):
+        raise RuntimeError("boom")
+
+    app = create_app(broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = _post(app.test_client(), data=_png_bytes(np.zeros((8, 8, 3), np.uint8)))
+    assert response.status_code == 500
+    assert "internal error" in response.get_json()["error"]
+
+
+def test_large_images_are_downscaled():
+    predictor = FakePredictor()
+    client = create_app(predictor, max_side=100).test_client()
+    response = _post(client, data=_png_bytes(np.zeros((150, 400, 3), np.uint8)))
+    assert response.status_code == 200
+    assert predictor.shapes == [(38, 100)]
+    image = response.get_json()["image"]
+    assert (image["height"], image["width"]) == (38, 100)
+    assert (image["original_height"], image["original_width"]) == (150, 400)
+
+
+def test_uploads_stay_in_memory(monkeypatch):
+    def no_temp_files(*args, **kwargs):
+        raise AssertionError("an upload was spooled to a temporary file")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_temp_files)
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", no_temp_files)
+    noise = (np.random.default_rng(1).random((400, 600, 3)) * 255).astype(np.uint8)
+    data = _png_bytes(noise)
+    assert len(data) > 600_000  # werkzeug spools parts above 500 kB to disk by default
+    response = _post(create_app(FakePredictor()).test_client(), data=data, name="noise.png")
+    assert response.status_code == 200
+
+
+def test_decode_upload_applies_exif_orientation():
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(buffer, format="JPEG", exif=exif)
+    assert decode_upload(buffer.getvalue()).shape == (40, 20, 3)
+
+
+def test_concurrent_requests_with_tiny_model(client):
+    small = _png_bytes((np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8))
+    statuses = []
+
+    def worker():
+        statuses.append(_post(client, data=small, name="small.png").status_code)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert statuses == [200, 200, 200]
+
+
+def test_inference_is_serialised():
+    predictor = FakePredictor(delay=0.05)
+    app = create_app(predictor)
+    data = _png_bytes(np.zeros((16, 16, 3), np.uint8))
+    statuses = []
+
+    def worker():
+        statuses.append(_post(app.test_client(), data=data, name="x.png").status_code)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert statuses == [200] * 6
+    assert predictor.max_active == 1
+
+
+@pytest.mark.parametrize(
+    "name, env_config, expected",
+    [
+        ("seqrank_irsr_swinL_ckp.pth", None, "configs/swinL.yaml"),
+        ("seqrank_irsr_swinL_correct_ckp.pth", None, "configs/swinL_correct.yaml"),
+        ("seqrank_irsr_swinL_correct_ckp.pth", "my.yaml", "my.yaml"),
+    ],
+)
+def test_launch_sh_picks_config_and_passes_flags(repo_root, tmp_path, name, env_config, expected):
+    checkpoint = tmp_path / name
+    checkpoint.write_bytes(b"")
+    env = dict(os.environ, PYTHON="echo")
+    env.pop("SEQRANK_CONFIG", None)
+    if env_config:
+        env["SEQRANK_CONFIG"] = env_config
+    command = ["sh", str(repo_root / "launch.sh"), str(checkpoint), "--port", "12345"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    args = out.split()
+    assert args[:2] == ["-m", "online.app"]
+    assert args[args.index("--config-file") + 1] == expected
+    assert args[args.index("--port") + 1] == "12345"
+    assert args[-3:] == ["--opts", "MODEL.WEIGHTS", str(checkpoint)]
+
+
+def test_launch_sh_reports_missing_checkpoint(repo_root, tmp_path):
+    command = ["sh", str(repo_root / "launch.sh"), str(tmp_path / "absent.pth")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "checkpoint not found" in result.stderr

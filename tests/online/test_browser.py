@@ -1,0 +1,132 @@
+"""Browser demo end to end: launch.sh serves the tiny parity model, headless Chromium uses the page.
+
+Writes a screenshot to artifacts/web_demo.png (and docs/web_demo.png with SEQRANK_UPDATE_DOCS=1).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+EXAMPLE = "demo/examples/chelsea.jpg"
+# Records whether the spinner was shown with the button disabled, however short the request was.
+WATCH_BUSY = """() => {
+  window.sawBusy = false;
+  const busy = document.getElementById("busy");
+  const button = document.getElementById("rank-button");
+  new MutationObserver(() => {
+    if (!busy.hidden && button.disabled) {
+      window.sawBusy = true;
+    }
+  }).observe(busy, { attributes: true });
+}"""
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed (tools/bootstrap.sh adds it)"
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_serving(url, proc, log_path, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.3)
+    pytest.fail(f"the server did not answer within {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(repo_root, parity_dir, tmp_path):
+    """``sh launch.sh`` with the parity config (SEQRANK_CONFIG) on a free port; always stopped."""
+    port = _free_port()
+    env = dict(os.environ, SEQRANK_CONFIG=str(parity_dir / "config.yaml"), PYTHON=sys.executable)
+    command = ["sh", "launch.sh", str(parity_dir / "checkpoint.pth"), "--port", str(port)]
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            command, cwd=repo_root, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_until_serving(url, proc, log_path)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _save_screenshot(page, repo_root):
+    artifacts = repo_root / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "web_demo.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("SEQRANK_UPDATE_DOCS") == "1":
+        (repo_root / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(shot, repo_root / "docs" / "web_demo.png")
+
+
+def test_upload_rank_and_show_results(server, repo_root):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(server)
+            page.set_input_files("#file-input", str(repo_root / EXAMPLE))
+            page.evaluate(WATCH_BUSY)
+            page.click("#rank-button")
+
+            page.wait_for_selector("#ranking-table tbody tr", timeout=90_000)
+            rows = page.locator("#ranking-table tbody tr")
+            assert rows.count() > 0
+            assert rows.first.locator("td").first.inner_text() == "1"
+            assert page.is_visible("#colormap-image") and page.is_visible("#overlay-image")
+            natural = "document.getElementById('%s').naturalWidth"
+            assert page.evaluate(natural % "colormap-image") == 451
+            assert page.evaluate(natural % "overlay-image") == 451
+            assert page.evaluate(natural % "input-image") == 451
+            assert page.evaluate("window.sawBusy"), "no busy state while the model ran"
+            assert "Ranking" in page.text_content("#busy")
+            page.wait_for_selector("#busy", state="hidden", timeout=5000)
+            assert page.is_enabled("#rank-button")
+            _save_screenshot(page, repo_root)
+
+            text_file = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}
+            page.set_input_files("#file-input", files=[text_file])
+            page.click("#rank-button")
+            page.wait_for_selector("#error", state="visible", timeout=30_000)
+            assert "not an image" in page.inner_text("#error")
+        finally:
+            browser.close()
