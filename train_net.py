@@ -18,9 +18,20 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 import seqrank  # noqa: F401  (registers the model components)
+from seqrank.checkpoint import CheckpointMismatchError, UntrustedCheckpointError
 from seqrank.engine import Trainer, setup
 
 logger = logging.getLogger("seqrank")
+
+# Errors caused by the user's inputs (paths, configs, checkpoints, diverging runs): one line, no
+# traceback.
+USER_ERRORS = (
+    FileNotFoundError,
+    ValueError,
+    CheckpointMismatchError,
+    UntrustedCheckpointError,
+    FloatingPointError,
+)
 
 
 def build_parser():
@@ -57,17 +68,11 @@ def cli(argv=None):
             dist_url=args.dist_url,
             args=(args,),
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        if not _is_user_error(exc):
-            raise
-        logger.error("%s", exc)
-        sys.exit(f"error: {exc}")
-
-
-def _is_user_error(exc):
-    from seqrank.checkpoint import CheckpointMismatchError, UntrustedCheckpointError
-
-    return isinstance(exc, (FileNotFoundError, ValueError, CheckpointMismatchError, UntrustedCheckpointError))
+    except USER_ERRORS as exc:
+        # Errors raised in data-loader workers carry the worker's traceback; keep the last line.
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        logger.error("%s", message)
+        sys.exit(f"error: {message}")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,9 @@ def _add_solver_data_test_config(cfg, num_gpus):
     cfg.TEST.METRICS_OF_INTEREST = ["mae"]
     cfg.TEST.THRESHOLD = 0.5
 
+    # Not in the original: skip (and count) missing or corrupt training images instead of failing.
+    cfg.DATALOADER.SKIP_BAD_IMAGES = False
+
     cfg.INPUT.FT_SIZE_TRAIN = 800
     cfg.INPUT.FT_SIZE_TEST = 800
 

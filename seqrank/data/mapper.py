@@ -88,23 +88,41 @@ class SORDatasetMapper:
     """
 
     @configurable
-    def __init__(self, is_train=True, *, image_size, flip_prob=0.5):
+    def __init__(self, is_train=True, *, image_size, flip_prob=0.5, skip_bad_images=False):
         """
         Args:
             is_train: training (augment, resize masks) or test mapping.
             image_size: S, the side of the square network input.
             flip_prob: probability of a horizontal flip in training (0 disables it).
+            skip_bad_images: in training, a missing or unreadable image is logged and skipped
+                (detectron2 then draws another sample) instead of stopping the run.
         """
         self.is_train = is_train
         self.image_size = int(image_size)
         self.flip_prob = float(flip_prob)
+        self.skip_bad_images = bool(skip_bad_images) and is_train
+        self.num_skipped = 0
 
     @classmethod
     def from_config(cls, cfg, is_train=True):
         size = cfg.INPUT.FT_SIZE_TRAIN if is_train else cfg.INPUT.FT_SIZE_TEST
-        return {"is_train": is_train, "image_size": size}
+        return {
+            "is_train": is_train,
+            "image_size": size,
+            "skip_bad_images": cfg.DATALOADER.SKIP_BAD_IMAGES,
+        }
 
     def __call__(self, dataset_dict):
+        try:
+            return self._map(dataset_dict)
+        except (FileNotFoundError, ValueError) as exc:
+            if not self.skip_bad_images:
+                raise
+            self.num_skipped += 1
+            logger.warning("Skipping a bad training image (%d so far): %s", self.num_skipped, exc)
+            return None
+
+    def _map(self, dataset_dict):
         record = copy.deepcopy(dataset_dict)
         height, width = record["height"], record["width"]
         image = read_rgb(record["file_name"], expected_hw=(height, width))

@@ -24,11 +24,15 @@ def build_cfg(config_file=None, opts=(), num_gpus=1):
     """
     cfg = get_cfg()
     add_seqrank_config(cfg, num_gpus=num_gpus)
-    if config_file:
-        if not os.path.isfile(config_file):
-            raise FileNotFoundError(f"{config_file}: config file not found")
-        merge_config_file(cfg, config_file)
-    cfg.merge_from_list(list(opts))
+    try:
+        if config_file:
+            if not os.path.isfile(config_file):
+                raise FileNotFoundError(f"{config_file}: config file not found")
+            merge_config_file(cfg, config_file)
+        cfg.merge_from_list(list(opts))
+    except (AssertionError, KeyError) as exc:
+        # yacs reports bad keys and types with assertions; make them ordinary user errors.
+        raise ValueError(f"invalid config ({config_file or 'command line'}): {exc}") from None
     cfg.SOLVER.IMS_PER_BATCH = cfg.SOLVER.IMS_PER_GPU * cfg.SOLVER.NUM_GPUS
     cfg.SOLVER.NUM_GPUS = num_gpus
     return cfg

@@ -125,3 +125,35 @@ def test_two_cpu_processes_train_and_evaluate_like_one(short_run, tmp_path):
     for name in one:
         assert one[name]["num"] == two[name]["num"]
         assert one[name]["masks"] == two[name]["masks"]
+
+
+def _dataset_with_bad_image(tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(PARITY / "datasets", root)
+    (root / "assr" / "images" / "train" / "parity_fpn_001.jpg").write_bytes(b"corrupt")
+    return root
+
+
+def test_bad_training_image_fails_fast_naming_it(tmp_path):
+    root = _dataset_with_bad_image(tmp_path)
+    proc = train(tmp_path / "out", "SOLVER.MAX_ITER", "3", "DATASETS.ROOT", str(root))
+    assert proc.returncode != 0
+    assert "parity_fpn_001.jpg" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_bad_training_image_can_be_skipped(tmp_path):
+    root = _dataset_with_bad_image(tmp_path)
+    proc = train(
+        tmp_path / "out",
+        "SOLVER.MAX_ITER", "3", "DATASETS.ROOT", str(root), "DATALOADER.SKIP_BAD_IMAGES", "True",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Skipping a bad training image" in proc.stdout + proc.stderr
+
+
+def test_unknown_config_key_is_a_one_line_error(tmp_path):
+    proc = train(tmp_path, "MODEL.NO_SUCH_KEY", "1")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "NO_SUCH_KEY" in proc.stderr
