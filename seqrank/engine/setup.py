@@ -44,6 +44,8 @@ def fit_to_machine(cfg):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         notes.append(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but no CUDA device is available: using cpu")
         cfg.MODEL.DEVICE = "cpu"
+    if cfg.TEST.AUG.ENABLED:
+        notes.append("TEST.AUG.ENABLED: SeqRank has no test-time augmentation; ignored")
     if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
         notes.append("SOLVER.AMP.ENABLED needs CUDA: mixed precision is switched off on CPU")
         cfg.SOLVER.AMP.ENABLED = False
