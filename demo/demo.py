@@ -1,0 +1,283 @@
+#!/usr/bin/env python
+"""SeqRank terminal demo: rank the salient objects of images and write visualisations.
+
+    cd demo
+    python demo.py --config-file ../configs/swinL.yaml --input examples/*.jpg --output output \\
+        --opts MODEL.WEIGHTS seqrank_irsr_swinL_ckp.pth
+
+``--input`` takes files, quoted glob patterns (expanded here, e.g. ``"examples/*.jpg"``) and
+directories (their image files), in any mix. For an input ``{stem}.{ext}`` it writes to
+``--output``:
+
+* ``{stem}_overlay.png``: the image with the ranked masks, each labelled ``"<rank> <score>%"``;
+* ``{stem}_colormap.png``: the rank colour map (rank 1 = RGB (234, 87, 61) on top);
+* ``{stem}_rank{k}_obj{score}_sal{saliency}.png``: per ranked object, its mask (white) with its box;
+* ``{stem}.json``: ranks, boxes, objectness scores, saliency and RLE masks (``counts`` as str).
+
+Two inputs with the same stem get ``{stem}_2``, ``{stem}_3``, ... for the later ones. Missing or
+unreadable inputs are reported and skipped. Exit status: 0 if at least one image was processed,
+1 otherwise (2 for command-line errors). Runs on the CPU when there is no GPU.
+"""
+
+import argparse
+import glob
+import io
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+import warnings
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# `python demo.py` from inside demo/ must find the seqrank package without an install.
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
+
+import seqrank  # noqa: E402,F401  (registers the SeqRank model components)
+from online import encode_png, ranked_objects, render_overlay, render_rank_colormap  # noqa: E402
+from seqrank.checkpoint import TRUST_ENV  # noqa: E402
+from seqrank.data.image_io import read_rgb  # noqa: E402
+from seqrank.engine.setup import build_cfg, fit_to_machine  # noqa: E402
+from seqrank.predictor import SeqRankPredictor  # noqa: E402
+from seqrank.utils.results_file import atomic_write_bytes  # noqa: E402
+
+logger = logging.getLogger("seqrank.demo")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_GLOB_CHARS = "*?["
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(
+        description="SeqRank terminal demo: rank salient objects and save visualisations.",
+        epilog="Example: python demo.py --config-file ../configs/swinL.yaml "
+        "--input examples/*.jpg --output output --opts MODEL.WEIGHTS seqrank_irsr_swinL_ckp.pth",
+    )
+    parser.add_argument(
+        "--config-file",
+        default=os.path.join(REPO_ROOT, "configs", "swinL.yaml"),
+        metavar="FILE",
+        help="model config (configs/swinL_correct.yaml for *_correct_ckp.pth checkpoints)",
+    )
+    parser.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="image files, glob patterns (quote them to let the demo expand them) or directories",
+    )
+    parser.add_argument("--output", default="output", help="output directory (created if needed)")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow checkpoints that hold arbitrary pickled objects (only for files you trust)",
+    )
+    parser.add_argument(
+        "--opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS ckp.pth MODEL.DEVICE cpu",
+    )
+    return parser
+
+
+def _expand_one(value):
+    """Paths named by one --input value (a file, a directory or a glob pattern)."""
+    path = os.path.expanduser(value)
+    if os.path.isdir(path):
+        found = [p for p in glob.glob(os.path.join(glob.escape(path), "*")) if _is_image_name(p)]
+        if not found:
+            logger.warning(
+                "%s: directory contains no image files (%s)", value, "/".join(IMAGE_EXTENSIONS)
+            )
+        return sorted(found)
+    if not os.path.exists(path) and any(c in path for c in _GLOB_CHARS):
+        found = [p for p in glob.glob(path) if os.path.isfile(p)]
+        if not found:
+            logger.warning("%s: no file matches this pattern", value)
+        return sorted(found)
+    if not os.path.isfile(path):
+        logger.warning("image file not found, skipped: %s", value)
+        return []
+    return [path]
+
+
+def _is_image_name(path):
+    return os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def expand_inputs(values):
+    """Existing input files in command-line order, duplicates removed; missing ones are reported."""
+    paths, seen = [], set()
+    for value in values:
+        for path in _expand_one(value):
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                paths.append(path)
+    return paths
+
+
+def output_stem(path, used):
+    """File stem for ``path``'s outputs, made unique among the ``used`` stems (updated in place)."""
+    base = os.path.splitext(os.path.basename(path))[0] or "image"
+    stem, n = base, 1
+    while stem in used:
+        n += 1
+        stem = f"{base}_{n}"
+    used.add(stem)
+    return stem
+
+
+def rank_png(mask, bbox):
+    """PNG bytes of one ranked object: the mask in white on black, with its box (3 px outline)."""
+    binary = (np.asarray(mask) > 0.5).astype(np.uint8) * 255
+    canvas = Image.fromarray(binary).convert("RGB")
+    if all(math.isfinite(v) for v in bbox):
+        x1, y1, x2, y2 = (float(v) for v in bbox)
+        box = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
+        ImageDraw.Draw(canvas).rectangle(box, outline=(255, 255, 255), width=3)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def rank_filename(stem, rank, score, saliency):
+    return f"{stem}_rank{rank}_obj{round(score, 5)}_sal{round(saliency, 5)}.png"
+
+
+def remove_stale_rank_files(stem, output_dir):
+    """Delete per-rank PNGs of ``stem`` left by an earlier run (their names carry old scores)."""
+    pattern = re.compile(re.escape(stem) + r"_rank\d+_obj[^_]*_sal[^_]*\.png")
+    for name in os.listdir(output_dir):
+        if pattern.fullmatch(name):
+            os.remove(os.path.join(output_dir, name))
+
+
+def result_json(result, stem, path, height, width):
+    """JSON document of one image; column layout of a results-file record, masks as str RLE."""
+    objects = ranked_objects(result)
+    return {
+        "image_name": stem,
+        "input": path,
+        "height": height,
+        "width": width,
+        "num": len(objects),
+        "ranks": [o["rank"] for o in objects],
+        "bboxes": [o["bbox"] for o in objects],
+        "scores": [o["objectness"] for o in objects],
+        "saliency": [o["saliency"] for o in objects],
+        "masks": [o["mask"] for o in objects],
+    }
+
+
+def write_outputs(image_rgb, result, stem, path, output_dir):
+    """Write every output file of one image; each appears atomically (tmp file + rename)."""
+    height, width = image_rgb.shape[:2]
+    out = os.path.join(output_dir, stem)
+    overlay_bgr = cv2.cvtColor(render_overlay(image_rgb, result), cv2.COLOR_RGB2BGR)
+    atomic_write_bytes(f"{out}_overlay.png", encode_png(overlay_bgr))
+    colormap_bgr = render_rank_colormap(result, height, width)
+    atomic_write_bytes(f"{out}_colormap.png", encode_png(colormap_bgr))
+    remove_stale_rank_files(stem, output_dir)
+    ranked = zip(result["masks"], result["bboxes"], result["scores"], result["saliency"])
+    for k, (mask, bbox, score, saliency) in enumerate(ranked):
+        name = rank_filename(stem, k + 1, float(score), float(saliency))
+        atomic_write_bytes(os.path.join(output_dir, name), rank_png(mask, bbox))
+    document = json.dumps(result_json(result, stem, path, height, width), indent=1)
+    atomic_write_bytes(f"{out}.json", document.encode("utf-8"))
+
+
+def process_image(predictor, path, stem, output_dir):
+    """Rank one image and write its outputs.
+
+    Raises:
+        FileNotFoundError, ValueError: the image cannot be read.
+        OSError: an output file cannot be written.
+    """
+    image = read_rgb(path)
+    start = time.perf_counter()
+    result = predictor(image, stem)
+    elapsed = time.perf_counter() - start
+    write_outputs(image, result, stem, path, output_dir)
+    scores = ", ".join(f"{s:.3f}" for s in result["scores"])
+    logger.info(
+        "%s: %d ranked objects in %.2fs, obj-scores [%s]",
+        path,
+        len(result["masks"]),
+        elapsed,
+        scores,
+    )
+
+
+def build_predictor(args):
+    """Config, device fallback and model; raises on a bad config or checkpoint."""
+    if args.trust_checkpoint:
+        os.environ[TRUST_ENV] = "1"
+    cfg = build_cfg(args.config_file, args.opts)
+    for note in fit_to_machine(cfg):
+        logger.info(note)
+    weights = cfg.MODEL.WEIGHTS
+    if not weights or not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"checkpoint not found: {weights!r} (pass --opts MODEL.WEIGHTS <checkpoint.pth>)"
+        )
+    cfg.freeze()
+    logger.info("loading %s on %s", weights, cfg.MODEL.DEVICE)
+    return SeqRankPredictor(cfg)
+
+
+def run(args):
+    """Process every input; returns the number of images processed."""
+    paths = expand_inputs(args.input)
+    if not paths:
+        logger.error("no input image found")
+        return 0
+    try:
+        predictor = build_predictor(args)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        logger.error("cannot build the model: %s", exc)
+        return 0
+    try:
+        os.makedirs(args.output, exist_ok=True)
+    except OSError as exc:
+        logger.error("cannot create the output directory: %s", exc)
+        return 0
+    processed, used_stems = 0, set()
+    for path in tqdm(paths, desc="SeqRank", unit="image"):
+        stem = output_stem(path, used_stems)
+        try:
+            process_image(predictor, path, stem, args.output)
+        except (OSError, ValueError) as exc:
+            used_stems.discard(stem)
+            logger.warning("skipped: %s", exc)
+            continue
+        processed += 1
+    logger.info("%d of %d images processed; outputs in %s", processed, len(paths), args.output)
+    return processed
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="[%(asctime)s %(name)s] %(levelname)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    with logging_redirect_tqdm():
+        processed = run(args)
+    return 0 if processed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

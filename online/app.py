@@ -1,0 +1,343 @@
+"""SeqRank browser demo: upload an image, see its salient objects ranked.
+
+    sh launch.sh PATH_TO_CHECKPOINT [--host H] [--port P]
+    python -m online.app --config-file configs/swinL.yaml --output output \\
+        --opts MODEL.WEIGHTS seqrank_irsr_swinL_ckp.pth
+
+Serves http://127.0.0.1:10000 by default (Flask, threaded; one model call at a time).
+
+Routes:
+
+* ``GET /``: the upload page. ``POST /`` (multipart field ``file``) renders the same page with the
+  results, so the page works without JavaScript; with JavaScript the page calls the JSON API.
+* ``POST /api/rank`` (multipart field ``file``) returns::
+
+    {"image": {"height", "width", "original_height", "original_width"},
+     "objects": [{"rank", "bbox": [x1, y1, x2, y2], "objectness", "saliency",
+                  "mask": {"size": [h, w], "counts": str}, "color": "#rrggbb"}, ...],
+     "colormap_png_base64": str, "overlay_png_base64": str}
+
+  Objects are in rank order; ``mask`` is a COCO RLE of the image as ranked (``height`` x
+  ``width``); ``color`` is the rank's colour in the colour map.
+
+Errors are JSON ``{"error": message}`` (an HTML page with the message for ``POST /``):
+
+* 400: no multipart field ``file`` (e.g. a wrong field name), or an empty upload;
+* 413: the request is larger than ``--max-upload-mb`` (default 20), or the image has more than
+  ``MAX_PIXELS`` pixels;
+* 415: the upload is not a decodable JPEG/PNG/BMP/GIF/TIFF/WebP image (other file types,
+  truncated or corrupt images);
+* 405: another method than POST on ``/api/rank``; 404: an unknown ``/api/`` path.
+
+Uploads stay in memory (nothing is written to disk). EXIF orientation is applied (as the
+terminal demo does; the original web demo ignored it). Images whose longer side exceeds
+``--max-side`` (default 1600 px) are downscaled first: the model sees ``INPUT.FT_SIZE_TEST``
+pixels anyway, and full-resolution masks of a large photo would cost gigabytes.
+"""
+
+import argparse
+import base64
+import io
+import logging
+import os
+import sys
+import threading
+import time
+import warnings
+
+import cv2
+import numpy as np
+from flask import Flask, current_app, jsonify, render_template, request
+from flask.wrappers import Request
+from PIL import Image, ImageOps, UnidentifiedImageError
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+
+from . import encode_png, ranked_objects, render_overlay, render_rank_colormap
+
+__all__ = ["MAX_PIXELS", "UploadError", "create_app", "decode_upload", "main"]
+
+logger = logging.getLogger("seqrank.online")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Pillow formats accepted for uploads; others (e.g. EPS, which would start Ghostscript) are refused.
+UPLOAD_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+# Refuse decompression bombs before decoding: 40 Mpx RGB is already 120 MB of pixels.
+MAX_PIXELS = 40_000_000
+DEFAULT_MAX_SIDE = 1600
+
+
+class UploadError(Exception):
+    """A request that cannot be ranked; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _InMemoryRequest(Request):
+    """Keep uploaded files in memory (werkzeug spools large ones to temporary files)."""
+
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
+        return io.BytesIO()
+
+
+def decode_upload(data, max_pixels=MAX_PIXELS):
+    """Decode uploaded bytes into an H x W x 3 uint8 RGB array (EXIF orientation applied).
+
+    Raises:
+        UploadError: 400 for empty data, 413 for too many pixels, 415 for undecodable data.
+    """
+    if not data:
+        raise UploadError(400, "the uploaded file is empty: choose an image file")
+    accepted = ", ".join(f.lower() for f in UPLOAD_FORMATS)
+    try:
+        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise UploadError(
+                    413,
+                    f"the image is {width} x {height} = {width * height} pixels; "
+                    f"the limit is {max_pixels}",
+                )
+            img.load()
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
+    except UnidentifiedImageError:
+        raise UploadError(
+            415, f"the upload is not an image in a supported format ({accepted})"
+        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UploadError(415, f"the upload is not a readable image: {exc}") from None
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def limit_side(image, max_side):
+    """Downscale ``image`` (H x W x C) so that its longer side is at most ``max_side`` pixels."""
+    height, width = image.shape[:2]
+    if not max_side or max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _b64(data):
+    return base64.b64encode(data).decode("ascii")
+
+
+def _uploaded_bytes():
+    """Bytes of the multipart field ``file`` of the current request."""
+    upload = request.files.get("file")
+    if upload is None:
+        got = sorted(set(request.files) | set(request.form))
+        hint = f" (got field(s): {', '.join(got)})" if got else ""
+        raise UploadError(
+            400, f"no image uploaded: send it as the multipart/form-data field 'file'{hint}"
+        )
+    return upload.read()
+
+
+class _Ranker:
+    """Runs the predictor and renders its outputs; one call at a time (the model is shared)."""
+
+    def __init__(self, predictor, max_side, max_pixels):
+        self.predictor = predictor
+        self.max_side = max_side
+        self.max_pixels = max_pixels
+        self.lock = threading.Lock()
+
+    def __call__(self, data):
+        original = decode_upload(data, self.max_pixels)
+        image = limit_side(original, self.max_side)
+        height, width = image.shape[:2]
+        with self.lock:
+            start = time.perf_counter()
+            result = self.predictor(image, "upload")
+            colormap = render_rank_colormap(result, height, width)
+            overlay = cv2.cvtColor(render_overlay(image, result), cv2.COLOR_RGB2BGR)
+            elapsed = time.perf_counter() - start
+        logger.info(
+            "ranked a %dx%d upload: %d objects in %.2fs", width, height, result["num"], elapsed
+        )
+        return {
+            "image": {
+                "height": height,
+                "width": width,
+                "original_height": original.shape[0],
+                "original_width": original.shape[1],
+            },
+            "objects": ranked_objects(result),
+            "colormap_png_base64": _b64(encode_png(colormap)),
+            "overlay_png_base64": _b64(encode_png(overlay)),
+        }, image
+
+
+def _input_jpeg_base64(image_rgb):
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    return _b64(buffer.tobytes()) if ok else ""
+
+
+def _page(status=200, **context):
+    max_bytes = current_app.config["MAX_CONTENT_LENGTH"]
+    return render_template("index.html", max_upload_bytes=max_bytes, **context), status
+
+
+def _json_error(status, message, headers=None):
+    response = jsonify(error=message)
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _wants_json():
+    return request.path.startswith("/api/")
+
+
+def _register_routes(app, ranker):
+    @app.get("/")
+    def index():
+        return _page()
+
+    @app.post("/")
+    def rank_form():
+        try:
+            payload, image = ranker(_uploaded_bytes())
+        except UploadError as exc:
+            return _page(exc.status, error=exc.message)
+        return _page(result=payload, input_base64=_input_jpeg_base64(image))
+
+    @app.post("/api/rank")
+    def rank_api():
+        try:
+            payload, _ = ranker(_uploaded_bytes())
+        except UploadError as exc:
+            return _json_error(exc.status, exc.message)
+        return jsonify(payload)
+
+
+def _register_error_handlers(app, max_upload_mb):
+    @app.errorhandler(413)
+    def too_large(exc):
+        message = f"the upload is too large: the limit is {max_upload_mb:g} MB"
+        if _wants_json():
+            return _json_error(413, message)
+        return _page(413, error=message)
+
+    @app.errorhandler(MethodNotAllowed)
+    def wrong_method(exc):
+        allowed = ", ".join(sorted(exc.valid_methods or []))
+        message = f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
+        if _wants_json():
+            return _json_error(405, message, {"Allow": allowed})
+        return exc
+
+    @app.errorhandler(HTTPException)
+    def other_http_error(exc):
+        if _wants_json():
+            return _json_error(exc.code or 500, exc.description or exc.name)
+        return exc
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(exc):
+        if _wants_json():
+            return _json_error(500, "internal error while ranking the image (see the server log)")
+        return exc
+
+
+def create_app(predictor, max_upload_mb=20, max_side=DEFAULT_MAX_SIDE, max_pixels=MAX_PIXELS):
+    """Flask app serving ``predictor`` (callable ``(image_rgb, image_name) -> result dict``)."""
+    app = Flask(__name__)
+    app.request_class = _InMemoryRequest
+    app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+    _register_routes(app, _Ranker(predictor, max_side, max_pixels))
+    _register_error_handlers(app, max_upload_mb)
+    return app
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description="SeqRank browser demo (Flask).")
+    parser.add_argument(
+        "--config-file",
+        default=os.path.join(REPO_ROOT, "configs", "swinL.yaml"),
+        metavar="FILE",
+        help="model config (configs/swinL_correct.yaml for *_correct_ckp.pth checkpoints)",
+    )
+    parser.add_argument(
+        "--output",
+        default="output",
+        help="accepted for compatibility with the original command line; nothing is written",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=10000, help="port to listen on")
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=20, help="largest accepted upload in MB"
+    )
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=DEFAULT_MAX_SIDE,
+        help="downscale images whose longer side exceeds this many pixels (0: never)",
+    )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow checkpoints that hold arbitrary pickled objects (only for files you trust)",
+    )
+    parser.add_argument(
+        "--opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS ckp.pth",
+    )
+    return parser
+
+
+def build_predictor(args):
+    """The SeqRank predictor described by the command line (CPU when there is no GPU)."""
+    import seqrank  # noqa: F401  (registers the SeqRank model components)
+    from seqrank.checkpoint import TRUST_ENV
+    from seqrank.engine.setup import build_cfg, fit_to_machine
+    from seqrank.predictor import SeqRankPredictor
+
+    if args.trust_checkpoint:
+        os.environ[TRUST_ENV] = "1"
+    cfg = build_cfg(args.config_file, args.opts)
+    for note in fit_to_machine(cfg):
+        logger.info(note)
+    if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
+        raise FileNotFoundError(
+            f"checkpoint not found: {cfg.MODEL.WEIGHTS!r} (pass --opts MODEL.WEIGHTS <ckp.pth>)"
+        )
+    cfg.freeze()
+    logger.info("loading %s on %s", cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE)
+    return SeqRankPredictor(cfg)
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="[%(asctime)s %(name)s] %(levelname)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
+    try:
+        predictor = build_predictor(args)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        logger.error("cannot build the model: %s", exc)
+        return 1
+    app = create_app(predictor, max_upload_mb=args.max_upload_mb, max_side=args.max_side)
+    logger.info("SeqRank web demo: open http://%s:%d in a browser", args.host, args.port)
+    try:
+        app.run(host=args.host, port=args.port, debug=False, threaded=True, use_reloader=False)
+    except OSError as exc:
+        logger.error("cannot serve on %s:%d: %s", args.host, args.port, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
