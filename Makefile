@@ -18,13 +18,13 @@ test: venv-dev
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: venv-dev
-	@$(PY) -m flake8 --max-line-length 100 seqrank scripts demo tests train_net.py
-	@$(PY) -m black --check -l 100 -q seqrank scripts demo tests train_net.py
-	@$(PY) -m isort --check -q --profile black -l 100 seqrank scripts demo tests train_net.py
+	@$(PY) -m flake8 --max-line-length 100 seqrank scripts demo online tests benchmarks train_net.py
+	@$(PY) -m black --check -l 100 -q seqrank scripts demo online tests benchmarks train_net.py
+	@$(PY) -m isort --check -q --profile black -l 100 seqrank scripts demo online tests benchmarks train_net.py
 
 format: venv-dev
-	@$(PY) -m black -l 100 -q seqrank scripts demo tests train_net.py benchmarks
-	@$(PY) -m isort -q --profile black -l 100 seqrank scripts demo tests train_net.py benchmarks
+	@$(PY) -m black -l 100 -q seqrank scripts demo online tests benchmarks train_net.py
+	@$(PY) -m isort -q --profile black -l 100 seqrank scripts demo online tests benchmarks train_net.py
 
 bench: venv-dev
 	@$(PY) -m benchmarks.bench_metrics

@@ -39,7 +39,7 @@ def build_parser():
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow checkpoints that hold arbitrary pickled Python objects (only for files you trust)",
+        help="allow checkpoints holding arbitrary pickled Python objects (only files you trust)",
     )
     return parser
 

@@ -44,12 +44,17 @@ from tqdm import tqdm  # noqa: E402
 from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
 import seqrank  # noqa: E402,F401  (registers the SeqRank model components)
-from online import encode_png, ranked_objects, render_overlay, render_rank_colormap  # noqa: E402
 from seqrank.checkpoint import TRUST_ENV  # noqa: E402
 from seqrank.data.image_io import read_rgb  # noqa: E402
 from seqrank.engine.setup import build_cfg, fit_to_machine  # noqa: E402
 from seqrank.predictor import SeqRankPredictor  # noqa: E402
 from seqrank.utils.results_file import atomic_write_bytes  # noqa: E402
+from seqrank.utils.visualize import (  # noqa: E402
+    encode_png,
+    ranked_objects,
+    render_overlay,
+    render_rank_colormap,
+)
 
 logger = logging.getLogger("seqrank.demo")
 

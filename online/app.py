@@ -52,7 +52,7 @@ from flask.wrappers import Request
 from PIL import Image, ImageOps, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
-from . import encode_png, ranked_objects, render_overlay, render_rank_colormap
+from seqrank.utils.visualize import encode_png, ranked_objects, render_overlay, render_rank_colormap
 
 __all__ = ["MAX_PIXELS", "UploadError", "create_app", "decode_upload", "main"]
 

@@ -1,7 +1,7 @@
 """SeqRank configuration keys (same names and defaults as the original ``add_custom_config``).
 
-Unlike the original, detectron2's own keys are kept: ``MODEL.BACKBONE`` and ``TEST.AUG`` are extended,
-not replaced, so e.g. ``MODEL.BACKBONE.FREEZE_AT`` stays available.
+Unlike the original, detectron2's own keys are kept: ``MODEL.BACKBONE`` and ``TEST.AUG`` are
+extended, not replaced, so e.g. ``MODEL.BACKBONE.FREEZE_AT`` stays available.
 """
 
 import logging

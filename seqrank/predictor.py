@@ -11,7 +11,7 @@ __all__ = ["SeqRankPredictor", "preprocess"]
 
 
 def preprocess(image_rgb, size):
-    """``H x W x 3`` uint8 RGB -> ``3 x S x S`` float32 tensor (0..255), resized like the test mapper."""
+    """``H x W x 3`` uint8 RGB -> ``3 x S x S`` float32 (0..255), resized like the test mapper."""
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 RGB image, got shape {image_rgb.shape}")
     resized = cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_LINEAR)

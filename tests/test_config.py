@@ -1,4 +1,4 @@
-"""Config keys, the shipped YAMLs, the released config dumps and the official state-dict manifest."""
+"""Config keys, shipped YAMLs, released config dumps and the official state-dict manifest."""
 
 import json
 import logging
@@ -19,7 +19,7 @@ ALL_CONFIGS = sorted(REPO.glob("configs/*.yaml")) + RELEASED_DUMPS
 
 
 def build_on_meta(cfg):
-    """The model without allocating weights (shapes, dtypes and key order are all that is checked)."""
+    """The model without allocating weights (only shapes, dtypes and key order are checked)."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.DEVICE = "meta"
