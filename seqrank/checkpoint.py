@@ -93,6 +93,17 @@ def _culprit(exc):
     return "unsupported global"
 
 
+def _atomic_write(path, write):
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _backbone_only(state):
     return bool(state) and all(k.startswith("backbone.") for k in state)
 
@@ -104,7 +115,24 @@ def _fmt(keys):
 
 
 class SeqRankCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer with safe unpickling and a strict fit check for full models."""
+    """DetectionCheckpointer with safe unpickling, a strict fit check for full models and atomic
+    saves (a run killed while saving never leaves a truncated checkpoint behind)."""
+
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", path)
+        _atomic_write(path, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        _atomic_write(path, lambda f: f.write(last_filename_basename.encode()))
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):

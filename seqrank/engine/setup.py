@@ -6,6 +6,8 @@ import os
 import torch
 from detectron2.config import get_cfg
 from detectron2.engine import default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import TRUST_ENV
 from ..config import add_seqrank_config, merge_config_file
@@ -60,7 +62,11 @@ def setup(args):
     notes = fit_to_machine(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    # default_setup only configures the detectron2 and fvcore loggers.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="seqrank", abbrev_name="sr")
     for note in notes:
         logger.warning(note)
+    cuda = "available" if torch.cuda.is_available() else "not available"
+    logger.info("Running on MODEL.DEVICE=%s (CUDA %s)", cfg.MODEL.DEVICE, cuda)
     register_sor_datasets(cfg.DATASETS.ROOT, tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST))
     return cfg

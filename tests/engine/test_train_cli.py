@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -79,18 +80,32 @@ def test_eval_only_loads_the_trained_checkpoint(short_run, tmp_path):
     assert metrics["mae_count"] == 4.0
 
 
-def test_resume_continues_at_the_saved_iteration(short_run, tmp_path):
-    out, _ = short_run
-    for name in ("model_0000014.pth", "config.yaml"):
-        (tmp_path / name).write_bytes((out / name).read_bytes())
-    (tmp_path / "last_checkpoint").write_text("model_0000014.pth")
-    proc = train(tmp_path, "SOLVER.MAX_ITER", "20", "SOLVER.CHECKPOINT_PERIOD", "100", resume=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Starting training from iteration 15" in proc.stdout + proc.stderr
+def test_killed_run_resumes_at_the_saved_iteration(tmp_path):
+    cmd = [
+        sys.executable, str(REPO / "train_net.py"), "--config-file", str(PARITY / "config.yaml"),
+        *BASE_OPTS, "OUTPUT_DIR", str(tmp_path),
+        "SOLVER.MAX_ITER", "400", "SOLVER.CHECKPOINT_PERIOD", "4",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (tmp_path / "model_0000007.pth").exists():
+            assert proc.poll() is None and time.time() < deadline, "training did not checkpoint"
+            time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+    saved = (tmp_path / "last_checkpoint").read_text()
+    start = int(saved[len("model_") : -len(".pth")]) + 1
+    assert not list(tmp_path.glob("*.tmp*"))
+    resumed = train(
+        tmp_path, "SOLVER.MAX_ITER", str(start + 3), "SOLVER.CHECKPOINT_PERIOD", "100", resume=True
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"Starting training from iteration {start}" in resumed.stdout + resumed.stderr
     final = torch.load(tmp_path / "model_final.pth", weights_only=True)
-    assert final["iteration"] == 19
-    iters = [r["iteration"] for r in _losses(tmp_path)]
-    assert min(iters) >= 15
+    assert final["iteration"] == start + 2
+    assert final["trainer"]["hooks"]["LRScheduler"]["last_epoch"] == start + 3
 
 
 def test_non_finite_loss_stops_with_iteration(tmp_path):
