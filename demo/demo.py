@@ -44,10 +44,8 @@ from tqdm import tqdm  # noqa: E402
 from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
 import seqrank  # noqa: E402,F401  (registers the SeqRank model components)
-from seqrank.checkpoint import TRUST_ENV  # noqa: E402
 from seqrank.data.image_io import read_rgb  # noqa: E402
-from seqrank.engine.setup import build_cfg, fit_to_machine  # noqa: E402
-from seqrank.predictor import SeqRankPredictor  # noqa: E402
+from seqrank.predictor import add_predictor_arguments, build_predictor_from_args  # noqa: E402
 from seqrank.utils.results_file import atomic_write_bytes  # noqa: E402
 from seqrank.utils.visualize import (  # noqa: E402
     encode_png,
@@ -69,12 +67,6 @@ def get_parser():
         "--input examples/*.jpg --output output --opts MODEL.WEIGHTS seqrank_irsr_swinL_ckp.pth",
     )
     parser.add_argument(
-        "--config-file",
-        default=os.path.join(REPO_ROOT, "configs", "swinL.yaml"),
-        metavar="FILE",
-        help="model config (configs/swinL_correct.yaml for *_correct_ckp.pth checkpoints)",
-    )
-    parser.add_argument(
         "--input",
         nargs="+",
         required=True,
@@ -82,17 +74,7 @@ def get_parser():
         help="image files, glob patterns (quote them to let the demo expand them) or directories",
     )
     parser.add_argument("--output", default="output", help="output directory (created if needed)")
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow checkpoints that hold arbitrary pickled objects (only for files you trust)",
-    )
-    parser.add_argument(
-        "--opts",
-        default=[],
-        nargs=argparse.REMAINDER,
-        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS ckp.pth MODEL.DEVICE cpu",
-    )
+    add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
     return parser
 
 
@@ -225,23 +207,6 @@ def process_image(predictor, path, stem, output_dir):
     )
 
 
-def build_predictor(args):
-    """Config, device fallback and model; raises on a bad config or checkpoint."""
-    if args.trust_checkpoint:
-        os.environ[TRUST_ENV] = "1"
-    cfg = build_cfg(args.config_file, args.opts)
-    for note in fit_to_machine(cfg):
-        logger.info(note)
-    weights = cfg.MODEL.WEIGHTS
-    if not weights or not os.path.isfile(weights):
-        raise FileNotFoundError(
-            f"checkpoint not found: {weights!r} (pass --opts MODEL.WEIGHTS <checkpoint.pth>)"
-        )
-    cfg.freeze()
-    logger.info("loading %s on %s", weights, cfg.MODEL.DEVICE)
-    return SeqRankPredictor(cfg)
-
-
 def run(args):
     """Process every input; returns the number of images processed."""
     paths = expand_inputs(args.input)
@@ -249,7 +214,7 @@ def run(args):
         logger.error("no input image found")
         return 0
     try:
-        predictor = build_predictor(args)
+        predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         logger.error("cannot build the model: %s", exc)
         return 0

@@ -52,6 +52,7 @@ from flask.wrappers import Request
 from PIL import Image, ImageOps, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
+from seqrank.predictor import add_predictor_arguments, build_predictor_from_args
 from seqrank.utils.visualize import encode_png, ranked_objects, render_overlay, render_rank_colormap
 
 __all__ = ["MAX_PIXELS", "UploadError", "create_app", "decode_upload", "main"]
@@ -260,12 +261,6 @@ def create_app(predictor, max_upload_mb=20, max_side=DEFAULT_MAX_SIDE, max_pixel
 def get_parser():
     parser = argparse.ArgumentParser(description="SeqRank browser demo (Flask).")
     parser.add_argument(
-        "--config-file",
-        default=os.path.join(REPO_ROOT, "configs", "swinL.yaml"),
-        metavar="FILE",
-        help="model config (configs/swinL_correct.yaml for *_correct_ckp.pth checkpoints)",
-    )
-    parser.add_argument(
         "--output",
         default="output",
         help="accepted for compatibility with the original command line; nothing is written",
@@ -281,39 +276,8 @@ def get_parser():
         default=DEFAULT_MAX_SIDE,
         help="downscale images whose longer side exceeds this many pixels (0: never)",
     )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow checkpoints that hold arbitrary pickled objects (only for files you trust)",
-    )
-    parser.add_argument(
-        "--opts",
-        default=[],
-        nargs=argparse.REMAINDER,
-        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS ckp.pth",
-    )
+    add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
     return parser
-
-
-def build_predictor(args):
-    """The SeqRank predictor described by the command line (CPU when there is no GPU)."""
-    import seqrank  # noqa: F401  (registers the SeqRank model components)
-    from seqrank.checkpoint import TRUST_ENV
-    from seqrank.engine.setup import build_cfg, fit_to_machine
-    from seqrank.predictor import SeqRankPredictor
-
-    if args.trust_checkpoint:
-        os.environ[TRUST_ENV] = "1"
-    cfg = build_cfg(args.config_file, args.opts)
-    for note in fit_to_machine(cfg):
-        logger.info(note)
-    if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
-        raise FileNotFoundError(
-            f"checkpoint not found: {cfg.MODEL.WEIGHTS!r} (pass --opts MODEL.WEIGHTS <ckp.pth>)"
-        )
-    cfg.freeze()
-    logger.info("loading %s on %s", cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE)
-    return SeqRankPredictor(cfg)
 
 
 def main(argv=None):
@@ -325,7 +289,7 @@ def main(argv=None):
     )
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
     try:
-        predictor = build_predictor(args)
+        predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         logger.error("cannot build the model: %s", exc)
         return 1

@@ -27,16 +27,17 @@ import argparse
 import json
 import logging
 import os
-import sys
 
 from tqdm import tqdm
 
 from seqrank.utils.sor_convert import (
     ConversionError,
-    ConvertOptions,
     SourceImage,
-    convert_split,
+    add_source_arguments,
+    add_switch_arguments,
+    convert_release,
     find_image,
+    run_cli,
     strip_image_extension,
 )
 
@@ -53,18 +54,8 @@ def parse_args(argv=None):
         "(<output>/assr/assr_<split>.json + images). Rank value 1.0 = most salient = highest "
         "category_id; values <= 0.5 are unranked; ties are broken by object index.",
     )
-    parser.add_argument("--root", required=True, help="ASSR release folder")
-    parser.add_argument("--output", required=True, help="SeqRank dataset root (DATASETS.ROOT)")
-    parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), choices=DEFAULT_SPLITS)
-    parser.add_argument("--link", action="store_true", help="symlink images instead of copying")
-    parser.add_argument(
-        "--keep-unranked",
-        action="store_true",
-        help="also write unranked objects, with category_id 0",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="check the release and report, write nothing"
-    )
+    add_source_arguments(parser, "ASSR", DEFAULT_SPLITS)
+    add_switch_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -123,31 +114,11 @@ def _sources(root, split):
 
 def convert_assr(root, output, splits=DEFAULT_SPLITS, options=None):
     """Convert the requested splits; returns ``{split: SplitSummary}``."""
-    options = options or ConvertOptions()
-    if not os.path.isdir(root):
-        raise ConversionError(f"ASSR root not found: {root}")
-    summaries = {}
-    for split in splits:
-        summaries[split] = convert_split(
-            _sources(root, split),
-            os.path.join(output, "assr", f"assr_{split}.json"),
-            os.path.join(output, "assr", "images", split),
-            f"ASSR {split} converted from {os.path.abspath(root)} by scripts.convert_assr; "
-            "category_id: higher = more salient",
-            options,
-        )
-        summaries[split].log(f"assr_{split}")
-    return summaries
+    return convert_release("assr", root, output, splits, _sources, options)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    options = ConvertOptions(link=args.link, keep_unranked=args.keep_unranked, dry_run=args.dry_run)
-    try:
-        convert_assr(args.root, args.output, args.splits, options)
-    except (ConversionError, OSError) as exc:
-        sys.exit(f"convert_assr: error: {exc}")
+    run_cli("convert_assr", convert_assr, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import argparse
 import logging
 import os
 import pickle
-import sys
 
 from tqdm import tqdm
 
@@ -41,8 +40,11 @@ from seqrank.utils.sor_convert import (
     ConversionError,
     ConvertOptions,
     SourceImage,
-    convert_split,
+    add_source_arguments,
+    add_switch_arguments,
+    convert_release,
     find_image,
+    run_cli,
     strip_image_extension,
 )
 
@@ -110,24 +112,14 @@ def parse_args(argv=None):
         "(<output>/irsr/irsr_<split>.json + images). Objects with rank 0 are unranked; ties "
         "are broken by annotation index and reported.",
     )
-    parser.add_argument("--root", required=True, help="IRSR release folder")
-    parser.add_argument("--output", required=True, help="SeqRank dataset root (DATASETS.ROOT)")
-    parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), choices=DEFAULT_SPLITS)
+    add_source_arguments(parser, "IRSR", DEFAULT_SPLITS)
     parser.add_argument(
         "--rank-order",
         choices=("higher-first", "lower-first"),
         default="higher-first",
         help="which rank values are more salient: larger ones (default) or smaller positive ones",
     )
-    parser.add_argument("--link", action="store_true", help="symlink images instead of copying")
-    parser.add_argument(
-        "--keep-unranked",
-        action="store_true",
-        help="also write unranked objects, with category_id 0",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="check the release and report, write nothing"
-    )
+    add_switch_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -176,36 +168,15 @@ def _sources(root, split):
 def convert_irsr(root, output, splits=DEFAULT_SPLITS, options=None):
     """Convert the requested splits; returns ``{split: SplitSummary}``."""
     options = options or ConvertOptions()
-    if not os.path.isdir(root):
-        raise ConversionError(f"IRSR root not found: {root}")
     order = "higher-first" if options.higher_first else "lower-first"
-    summaries = {}
-    for split in splits:
-        summaries[split] = convert_split(
-            _sources(root, split),
-            os.path.join(output, "irsr", f"irsr_{split}.json"),
-            os.path.join(output, "irsr", "images", split),
-            f"IRSR {split} converted from {os.path.abspath(root)} by scripts.convert_irsr "
-            f"(rank order {order}); category_id: higher = more salient",
-            options,
-        )
-        summaries[split].log(f"irsr_{split}")
-    return summaries
+    return convert_release(
+        "irsr", root, output, splits, _sources, options, f" (rank order {order})"
+    )
 
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    options = ConvertOptions(
-        link=args.link,
-        keep_unranked=args.keep_unranked,
-        dry_run=args.dry_run,
-        higher_first=args.rank_order == "higher-first",
-    )
-    try:
-        convert_irsr(args.root, args.output, args.splits, options)
-    except (ConversionError, OSError) as exc:
-        sys.exit(f"convert_irsr: error: {exc}")
+    run_cli("convert_irsr", convert_irsr, args, higher_first=args.rank_order == "higher-first")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
 """Single-image inference for the demos: build the model, load weights, rank one RGB image."""
 
+import argparse
+import logging
+import os
+
 import cv2
 import numpy as np
 import torch
 from detectron2.modeling import build_model
 
-from .checkpoint import SeqRankCheckpointer
+from .checkpoint import TRUST_ENV, SeqRankCheckpointer
+from .engine.setup import build_cfg, fit_to_machine
 
-__all__ = ["SeqRankPredictor", "preprocess"]
+__all__ = ["SeqRankPredictor", "add_predictor_arguments", "build_predictor_from_args", "preprocess"]
+
+logger = logging.getLogger(__name__)
 
 
 def preprocess(image_rgb, size):
@@ -38,3 +45,49 @@ class SeqRankPredictor:
         }
         with torch.inference_mode():
             return self.model([inputs])[0]
+
+
+def add_predictor_arguments(parser, default_config):
+    """``--config-file``, ``--trust-checkpoint`` and ``--opts`` (last: it takes the rest)."""
+    parser.add_argument(
+        "--config-file",
+        default=default_config,
+        metavar="FILE",
+        help="model config (configs/swinL_correct.yaml for *_correct_ckp.pth checkpoints)",
+    )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow checkpoints that hold arbitrary pickled objects (only for files you trust)",
+    )
+    parser.add_argument(
+        "--opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS ckp.pth MODEL.DEVICE cpu",
+    )
+
+
+def build_predictor_from_args(config_file, opts, trust_checkpoint):
+    """A SeqRankPredictor from a demo command line (``--config-file``, ``--opts``, trust flag).
+
+    Falls back to the CPU where there is no GPU. ``trust_checkpoint`` sets the trust environment
+    variable for the rest of the process.
+
+    Raises:
+        FileNotFoundError: the config file or ``MODEL.WEIGHTS`` does not exist.
+        ValueError, RuntimeError, KeyError: a bad config or a checkpoint that does not fit.
+    """
+    if trust_checkpoint:
+        os.environ[TRUST_ENV] = "1"
+    cfg = build_cfg(config_file, opts)
+    for note in fit_to_machine(cfg):
+        logger.info(note)
+    weights = cfg.MODEL.WEIGHTS
+    if not weights or not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"checkpoint not found: {weights!r} (pass --opts MODEL.WEIGHTS <checkpoint.pth>)"
+        )
+    cfg.freeze()
+    logger.info("loading %s on %s", weights, cfg.MODEL.DEVICE)
+    return SeqRankPredictor(cfg)

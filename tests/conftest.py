@@ -19,11 +19,16 @@ def repo_root():
     return REPO
 
 
-@pytest.fixture(scope="session")
-def shared_dir():
+def require_shared():
+    """SHARED, or a test failure naming the missing folder (reference tests never skip)."""
     if not SHARED.is_dir():
         pytest.fail(f"shared reference data not found at {SHARED} (set SEQRANK_SHARED)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    return require_shared()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import math
 import numbers
 import os
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -29,12 +30,16 @@ __all__ = [
     "ConvertOptions",
     "SourceImage",
     "SplitSummary",
+    "add_source_arguments",
+    "add_switch_arguments",
+    "convert_release",
     "convert_split",
     "assign_category_ids",
     "find_image",
     "image_size",
     "normalise_polygons",
     "place_image",
+    "run_cli",
     "strip_image_extension",
     "write_dataset_json",
 ]
@@ -289,3 +294,71 @@ def _convert_image(source, options, summary):
     summary.empty_images += int(kept == 0)
     summary.non_jpeg_images += int(not is_jpeg)
     return {"image_name": source.name, "height": height, "width": width, "annotations": annotations}
+
+
+def convert_release(dataset, root, output, splits, sources, options=None, note=""):
+    """Convert ``splits`` of the release in ``root`` to ``<output>/<dataset>/``.
+
+    Args:
+        dataset: dataset id, e.g. ``"assr"``: names the output files and ``scripts.convert_<id>``
+            in each JSON's ``__comment__``; upper-cased in messages.
+        sources: ``sources(root, split)`` yields the split's SourceImage items.
+        note: text added to the ``__comment__`` after the converter's name.
+
+    Returns:
+        ``{split: SplitSummary}``.
+    """
+    options = options or ConvertOptions()
+    if not os.path.isdir(root):
+        raise ConversionError(f"{dataset.upper()} root not found: {root}")
+    summaries = {}
+    for split in splits:
+        comment = (
+            f"{dataset.upper()} {split} converted from {os.path.abspath(root)} by "
+            f"scripts.convert_{dataset}{note}; category_id: higher = more salient"
+        )
+        summaries[split] = convert_split(
+            sources(root, split),
+            os.path.join(output, dataset, f"{dataset}_{split}.json"),
+            os.path.join(output, dataset, "images", split),
+            comment,
+            options,
+        )
+        summaries[split].log(f"{dataset}_{split}")
+    return summaries
+
+
+def add_source_arguments(parser, release, splits):
+    """``--root``, ``--output`` and ``--splits`` (choices and default: ``splits``)."""
+    parser.add_argument("--root", required=True, help=f"{release} release folder")
+    parser.add_argument("--output", required=True, help="SeqRank dataset root (DATASETS.ROOT)")
+    parser.add_argument("--splits", nargs="+", default=list(splits), choices=splits)
+
+
+def add_switch_arguments(parser):
+    """``--link``, ``--keep-unranked`` and ``--dry-run``, the switches of ConvertOptions."""
+    parser.add_argument("--link", action="store_true", help="symlink images instead of copying")
+    parser.add_argument(
+        "--keep-unranked",
+        action="store_true",
+        help="also write unranked objects, with category_id 0",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the release and report, write nothing"
+    )
+
+
+def run_cli(prog, convert, args, **options):
+    """Log to stderr and run ``convert(root, output, splits, options)`` for parsed ``args``.
+
+    ``options`` are extra ConvertOptions fields. Exits with a one-line ``"<prog>: error: ..."``
+    message on a ConversionError or OSError.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    switches = ConvertOptions(
+        link=args.link, keep_unranked=args.keep_unranked, dry_run=args.dry_run, **options
+    )
+    try:
+        convert(args.root, args.output, args.splits, switches)
+    except (ConversionError, OSError) as exc:
+        sys.exit(f"{prog}: error: {exc}")

@@ -3,18 +3,15 @@
 Shapes: B = batch, H x W = token map, C = channels, ws = window size.
 """
 
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from detectron2.config import get_cfg
 from detectron2.modeling import BACKBONE_REGISTRY, ShapeSpec
 from torch import nn
 
-from seqrank.config import add_seqrank_config, merge_config_file
 from seqrank.modeling.backbone import convert_torchvision_resnet_state_dict
 from seqrank.modeling.backbone import swin as swin_module
 from seqrank.modeling.backbone.swin import (
@@ -25,11 +22,18 @@ from seqrank.modeling.backbone.swin import (
     relative_position_index,
     shifted_window_mask,
 )
+from tests.helpers import (
+    load_parity_strictly,
+    manifest_entries,
+    manifest_entry,
+    module_entries,
+    parity_cfg,
+    seqrank_cfg,
+)
 
 
 def swin_cfg(**overrides):
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
+    cfg = seqrank_cfg()
     cfg.MODEL.BACKBONE.NAME = "D2SwinTransformer"
     cfg.MODEL.SWIN.EMBED_DIM = 32
     cfg.MODEL.SWIN.DEPTHS = [2, 2, 2, 2]
@@ -269,34 +273,20 @@ def test_use_checkpoint_gives_same_gradients(monkeypatch):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-5, msg=name)
 
 
-def test_swin_large_state_dict_matches_manifest(shared_dir):
-    manifest = json.loads(
-        (shared_dir / "reference" / "official_state_dict_manifest.json").read_text()
-    )
+def test_swin_large_state_dict_matches_manifest():
     cfg = swin_cfg(EMBED_DIM=192, DEPTHS=[2, 2, 18, 2], NUM_HEADS=[6, 12, 24, 48], WINDOW_SIZE=12)
     cfg.MODEL.SWIN.DROP_PATH_RATE = 0.2
     with torch.device("meta"):
         model = build(cfg)
     for config in ("swinL.yaml", "swinL_correct.yaml"):
-        entry = manifest[config]
-        expected = [e for e in entry["state_dict"] if e[0].startswith("backbone.")]
-        got = [
-            ["backbone." + k, list(v.shape), str(v.dtype).removeprefix("torch.")]
-            for k, v in model.state_dict().items()
-        ]
-        assert got == expected
+        assert module_entries(model) == manifest_entries(config, "backbone.")
         n_params = sum(p.numel() for p in model.parameters())
-        assert n_params == entry["per_module_parameters"]["backbone"]
+        assert n_params == manifest_entry(config)["per_module_parameters"]["backbone"]
 
 
-def test_parity_checkpoint_backbone_loads_strictly(parity_dir):
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
-    merge_config_file(cfg, str(parity_dir / "config.yaml"))
-    model = build(cfg).eval()
-    state = torch.load(parity_dir / "checkpoint.pth", map_location="cpu", weights_only=True)
-    backbone = {k[9:]: v for k, v in state["model"].items() if k.startswith("backbone.")}
-    model.load_state_dict(backbone, strict=True)
+def test_parity_checkpoint_backbone_loads_strictly():
+    model = build(parity_cfg()).eval()
+    load_parity_strictly(model, "backbone.")
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 200, 200))
     assert [tuple(v.shape[1:]) for v in outs.values()] == [
@@ -308,8 +298,7 @@ def test_parity_checkpoint_backbone_loads_strictly(parity_dir):
 
 
 def resnet_cfg(name="ResNeXt50", keys=("res2", "res3", "res4", "res5")):
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
+    cfg = seqrank_cfg()
     cfg.MODEL.BACKBONE.NAME = name
     cfg.MODEL.BACKBONE.FEATURE_KEYS = list(keys)
     return cfg

@@ -1,20 +1,18 @@
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from detectron2.config import get_cfg
 from torch import nn
 from torchvision.ops import roi_align
 
-from seqrank.config import add_seqrank_config, merge_config_file
 from seqrank.modeling.box_ops import xyhw_to_xyxy
 from seqrank.modeling.fovea import FoveaModule, LookByMultiQ, ROISample
 from seqrank.modeling.registry import build_instance_seg
-
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference missing")
-KEYS = ["res2", "res3", "res4", "res5"]
+from tests.helpers import (
+    load_parity_strictly,
+    manifest_entries,
+    module_entries,
+    official_cfg,
+    parity_cfg,
+)
 
 
 def ramp_features(b=1, h=6, w=8):
@@ -188,13 +186,6 @@ def test_fovea_backward_reaches_queries():
     )
 
 
-def official_cfg(name):
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
-    return merge_config_file(cfg, str(REFERENCE / "official_configs" / name))
-
-
-@needs_reference
 @pytest.mark.parametrize(
     "yaml_name, manifest_name",
     [
@@ -203,34 +194,15 @@ def official_cfg(name):
     ],
 )
 def test_state_dict_matches_official_manifest(yaml_name, manifest_name):
-    data = json.loads((REFERENCE / "official_state_dict_manifest.json").read_text())
-    prefix = "instance_seg."
-    expected = [
-        (k[len(prefix) :], tuple(s), d)
-        for k, s, d in data[manifest_name]["state_dict"]
-        if k.startswith(prefix)
-    ]
     with torch.device("meta"):
         fovea = build_instance_seg(official_cfg(yaml_name))
-    got = [
-        (k, tuple(v.shape), str(v.dtype).replace("torch.", ""))
-        for k, v in fovea.state_dict().items()
-    ]
-    assert got == expected
+    assert module_entries(fovea) == manifest_entries(manifest_name, "instance_seg.")
     assert sum(p.numel() for p in fovea.parameters()) == 11_052_293
 
 
-@needs_reference
 def test_parity_checkpoint_loads_strictly():
-    bundle = REFERENCE / "parity_fpn"
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
-    merge_config_file(cfg, str(bundle / "config.yaml"))
-    fovea = build_instance_seg(cfg)
-    state = torch.load(bundle / "checkpoint.pth", map_location="cpu", weights_only=False)["model"]
-    sub = {k[len("instance_seg.") :]: v for k, v in state.items() if k.startswith("instance_seg.")}
-    fovea.load_state_dict(sub, strict=True)
-    assert list(sub) == list(fovea.state_dict())
+    fovea = build_instance_seg(parity_cfg())
+    load_parity_strictly(fovea, "instance_seg.")
 
     torch.manual_seed(0)
     sizes = {"res2": (12, 12), "res3": (6, 6), "res4": (3, 3), "res5": (2, 2)}

@@ -1,46 +1,21 @@
-import json
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
-from detectron2.config import get_cfg
 from torch import nn
 
-from seqrank.config import add_seqrank_config, merge_config_file
 from seqrank.modeling.neck import FPN, FRC, FrcPN
 from seqrank.modeling.registry import build_neck
+from tests.helpers import (
+    load_parity_strictly,
+    manifest_entries,
+    module_entries,
+    official_cfg,
+    parity_cfg,
+)
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-REFERENCE = SHARED / "reference"
 KEYS = ["res2", "res3", "res4", "res5"]
 
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference missing")
 
-
-def official_cfg(name):
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
-    return merge_config_file(cfg, str(REFERENCE / "official_configs" / name))
-
-
-def manifest_entries(config_name, prefix):
-    data = json.loads((REFERENCE / "official_state_dict_manifest.json").read_text())
-    return [
-        (key[len(prefix) :], tuple(shape), dtype)
-        for key, shape, dtype in data[config_name]["state_dict"]
-        if key.startswith(prefix)
-    ]
-
-
-def module_entries(module):
-    return [
-        (key, tuple(v.shape), str(v.dtype).replace("torch.", ""))
-        for key, v in module.state_dict().items()
-    ]
-
-
-@needs_reference
 @pytest.mark.parametrize(
     "yaml_name, manifest_name, neck_cls, num_params",
     [
@@ -57,17 +32,8 @@ def test_state_dict_matches_official_manifest(yaml_name, manifest_name, neck_cls
     assert sum(p.numel() for p in neck.parameters()) == num_params
 
 
-@needs_reference
 def test_parity_checkpoint_loads_strictly():
-    bundle = REFERENCE / "parity_fpn"
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
-    merge_config_file(cfg, str(bundle / "config.yaml"))
-    neck = build_neck(cfg)
-    state = torch.load(bundle / "checkpoint.pth", map_location="cpu", weights_only=False)["model"]
-    sub = {k[len("neck.") :]: v for k, v in state.items() if k.startswith("neck.")}
-    neck.load_state_dict(sub, strict=True)
-    assert list(sub) == list(neck.state_dict())
+    load_parity_strictly(build_neck(parity_cfg()), "neck.")
 
 
 def tiny_features(batch=2, channels=(4, 6, 8, 10), sizes=(16, 8, 4, 2)):

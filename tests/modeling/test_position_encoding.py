@@ -1,27 +1,27 @@
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from detectron2.config import get_cfg
 
-from seqrank.config import add_seqrank_config, merge_config_file
 from seqrank.modeling.position_encoding import (
     LearnablePE,
     PositionEmbeddingRandom,
     PositionEmbeddingSine,
 )
 from seqrank.modeling.registry import POSITION_ENCODING, build_position_encoding
-
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference missing")
+from tests.helpers import (
+    load_parity_strictly,
+    manifest_entries,
+    module_entries,
+    official_cfg,
+    parity_cfg,
+    seqrank_cfg,
+)
 
 
 def make_cfg(pe="APE", embed_dim=8):
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
+    cfg = seqrank_cfg()
     cfg.MODEL.PE = pe
     cfg.MODEL.COMMON.EMBED_DIM = embed_dim
     return cfg
@@ -85,37 +85,16 @@ def test_random_matches_sam_formula():
         torch.testing.assert_close(out[:, i, j], expected, rtol=1e-5, atol=1e-5)
 
 
-@needs_reference
 @pytest.mark.parametrize("manifest_name", ["swinL.yaml", "swinL_correct.yaml"])
 def test_ape_matches_official_manifest(manifest_name):
-    data = json.loads((REFERENCE / "official_state_dict_manifest.json").read_text())
-    expected = [
-        (k[len("pe_layer.") :], tuple(s), d)
-        for k, s, d in data[manifest_name]["state_dict"]
-        if k.startswith("pe_layer.")
-    ]
     cfg_name = "assr_" + manifest_name.replace(".yaml", "_config.yaml")
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
-    merge_config_file(cfg, str(REFERENCE / "official_configs" / cfg_name))
     with torch.device("meta"):
-        layer = build_position_encoding(cfg)
-    got = [
-        (k, tuple(v.shape), str(v.dtype).replace("torch.", ""))
-        for k, v in layer.state_dict().items()
-    ]
-    assert got == expected
+        layer = build_position_encoding(official_cfg(cfg_name))
+    assert module_entries(layer) == manifest_entries(manifest_name, "pe_layer.")
     assert sum(p.numel() for p in layer.parameters()) == 160_000
 
 
-@needs_reference
 def test_parity_checkpoint_loads_strictly():
-    bundle = REFERENCE / "parity_fpn"
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
-    merge_config_file(cfg, str(bundle / "config.yaml"))
-    layer = build_position_encoding(cfg)
-    state = torch.load(bundle / "checkpoint.pth", map_location="cpu", weights_only=False)["model"]
-    sub = {k[len("pe_layer.") :]: v for k, v in state.items() if k.startswith("pe_layer.")}
-    layer.load_state_dict(sub, strict=True)
+    layer = build_position_encoding(parity_cfg())
+    sub = load_parity_strictly(layer, "pe_layer.")
     torch.testing.assert_close(layer(torch.zeros(1, 64, 25, 25))[0], sub["ape"], rtol=0, atol=0)

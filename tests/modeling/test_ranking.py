@@ -1,17 +1,16 @@
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from detectron2.config import get_cfg
 from torch import nn
 
-from seqrank.config import add_seqrank_config, merge_config_file
 from seqrank.modeling.ranking import SequentialRankingModule, rank_indicators
 from seqrank.modeling.registry import build_gaze_shift
-
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared reference missing")
+from tests.helpers import (
+    load_parity_strictly,
+    manifest_entries,
+    module_entries,
+    official_cfg,
+    parity_cfg,
+)
 
 
 def col(values):
@@ -145,7 +144,6 @@ def test_initialisation():
     assert torch.count_nonzero(srm.head[0].bias) > 0  # default nn.Linear init
 
 
-@needs_reference
 @pytest.mark.parametrize(
     "yaml_name, manifest_name, num_params",
     [
@@ -154,34 +152,13 @@ def test_initialisation():
     ],
 )
 def test_state_dict_matches_official_manifest(yaml_name, manifest_name, num_params):
-    data = json.loads((REFERENCE / "official_state_dict_manifest.json").read_text())
-    prefix = "gaze_shift."
-    expected = [
-        (k[len(prefix) :], tuple(s), d)
-        for k, s, d in data[manifest_name]["state_dict"]
-        if k.startswith(prefix)
-    ]
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
-    merge_config_file(cfg, str(REFERENCE / "official_configs" / yaml_name))
     with torch.device("meta"):
-        srm = build_gaze_shift(cfg)
-    got = [
-        (k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in srm.state_dict().items()
-    ]
-    assert got == expected
+        srm = build_gaze_shift(official_cfg(yaml_name))
+    assert module_entries(srm) == manifest_entries(manifest_name, "gaze_shift.")
     assert sum(p.numel() for p in srm.parameters()) == num_params
 
 
-@needs_reference
 def test_parity_checkpoint_loads_strictly():
-    bundle = REFERENCE / "parity_fpn"
-    cfg = get_cfg()
-    add_seqrank_config(cfg)
-    merge_config_file(cfg, str(bundle / "config.yaml"))
-    srm = build_gaze_shift(cfg)
-    state = torch.load(bundle / "checkpoint.pth", map_location="cpu", weights_only=False)["model"]
-    sub = {k[len("gaze_shift.") :]: v for k, v in state.items() if k.startswith("gaze_shift.")}
-    srm.load_state_dict(sub, strict=True)
-    assert list(sub) == list(srm.state_dict())
+    srm = build_gaze_shift(parity_cfg())
+    load_parity_strictly(srm, "gaze_shift.")
     assert len(srm.blocks) == 2

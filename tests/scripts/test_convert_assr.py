@@ -3,17 +3,14 @@
 import json
 import logging
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 from scripts.convert_assr import convert_assr, main, parse_args
-from seqrank.data.datasets import load_sor_json
 from seqrank.utils.sor_convert import ConversionError, ConvertOptions
+from tests.helpers import load_converted, run_converter_cli, write_jpeg
 
 SIZES = {"img_a": (30, 40), "img_b": (25, 35), "img_c": (20, 20)}  # name -> (height, width)
 RANKS = {
@@ -33,9 +30,7 @@ def make_release(root):
     """Build images/test, obj_seg_data_test.json and rank_order/test in ``root``."""
     entries = []
     for i, (name, (h, w)) in enumerate(SIZES.items()):
-        image_dir = root / "images" / "test"
-        image_dir.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (w, h), (40 * i, 90, 200)).save(image_dir / f"{name}.jpg", "JPEG")
+        write_jpeg(root / "images" / "test" / f"{name}.jpg", h, w, (40 * i, 90, 200))
         objects = [
             {"bbox": [0, 0, 5, 5], "segmentation": _square(k)} for k in range(len(RANKS[name]))
         ]
@@ -55,16 +50,11 @@ def release(tmp_path):
     return root
 
 
-def _load(out):
-    records = load_sor_json(out / "assr" / "assr_test.json", out / "assr" / "images" / "test")
-    return {r["image_name"]: r for r in records}
-
-
 def test_conversion(release, tmp_path, caplog):
     out = tmp_path / "datasets"
     with caplog.at_level(logging.INFO):
         summary = convert_assr(str(release), str(out), ["test"])["test"]
-    records = _load(out)
+    records = load_converted(out, "assr")
     assert list(records) == ["img_a", "img_b", "img_c"]
     a, b, c = records["img_a"], records["img_b"], records["img_c"]
     # img_a keeps objects 0, 2, 4, 6 in source order; 1.0 > 0.9 > 0.8 > 0.7 -> ids 4, 3, 2, 1.
@@ -90,7 +80,7 @@ def test_conversion(release, tmp_path, caplog):
 def test_polygons_rasterise_with_fillpoly(release, tmp_path):
     out = tmp_path / "datasets"
     convert_assr(str(release), str(out), ["test"])
-    record = _load(out)["img_a"]
+    record = load_converted(out, "assr")["img_a"]
     for annotation in record["annotations"]:
         canvas = np.zeros((record["height"], record["width"]), dtype=np.float64)
         points = [np.array(p, dtype=np.int32).reshape(-1, 2) for p in annotation["segmentation"]]
@@ -101,7 +91,7 @@ def test_polygons_rasterise_with_fillpoly(release, tmp_path):
 def test_link_keep_unranked_and_dry_run(release, tmp_path):
     out = tmp_path / "linked"
     convert_assr(str(release), str(out), ["test"], ConvertOptions(link=True, keep_unranked=True))
-    records = _load(out)
+    records = load_converted(out, "assr")
     assert [x["category_id"] for x in records["img_a"]["annotations"]] == [1, 0, 4, 0, 3, 0, 2]
     assert os.path.islink(records["img_c"]["file_name"])
     dry = tmp_path / "dry"
@@ -131,20 +121,13 @@ def test_errors_name_the_file(release, tmp_path):
     assert not os.path.exists(out)  # validation happens before anything is written
 
 
-def test_cli(repo_root, release, tmp_path):
+def test_cli(release, tmp_path):
     out = tmp_path / "datasets"
-    proc = subprocess.run(
-        [sys.executable, "-m", "scripts.convert_assr", "--root", str(release), "--output", str(out)]
-        + ["--splits", "test"],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_converter_cli("convert_assr", release, out, "--splits", "test")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "img_b" in proc.stderr and "tied rank values" in proc.stderr
     assert "assr_test: 3 images, 7 ranked objects kept" in proc.stderr
-    assert len(_load(out)) == 3
+    assert len(load_converted(out, "assr")) == 3
 
 
 def test_cli_help_and_one_line_error(tmp_path, capsys):

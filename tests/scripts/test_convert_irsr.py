@@ -3,16 +3,13 @@
 import logging
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from scripts.convert_irsr import convert_irsr, load_annotations, main, parse_args
-from seqrank.data.datasets import load_sor_json
 from seqrank.utils.sor_convert import ConversionError, ConvertOptions
+from tests.helpers import load_converted, run_converter_cli, write_jpeg
 
 SIZES = {"i1": (30, 40), "i2": (24, 32)}
 RANKS = {"i1": np.array([2, 0, 3, 1]), "i2": [1, 2, 2, 0]}  # i2: tie on value 2
@@ -25,11 +22,9 @@ def _annotation(k):
 
 def make_release(root, entries=None, protocol=2):
     """Build Annotations/test.pkl and Images/test/rgb in ``root``."""
-    image_dir = root / "Images" / "test" / "rgb"
-    image_dir.mkdir(parents=True, exist_ok=True)
     (root / "Images" / "test" / "gt").mkdir(parents=True, exist_ok=True)
     for name, (h, w) in SIZES.items():
-        Image.new("RGB", (w, h), (10, 120, 30)).save(image_dir / f"{name}.jpg", "JPEG")
+        write_jpeg(root / "Images" / "test" / "rgb" / f"{name}.jpg", h, w, (10, 120, 30))
     if entries is None:
         entries = [
             {
@@ -54,16 +49,11 @@ def release(tmp_path):
     return root
 
 
-def _load(out):
-    records = load_sor_json(out / "irsr" / "irsr_test.json", out / "irsr" / "images" / "test")
-    return {r["image_name"]: r for r in records}
-
-
 def test_conversion_higher_first(release, tmp_path, caplog):
     out = tmp_path / "datasets"
     with caplog.at_level(logging.INFO):
         summary = convert_irsr(str(release), str(out), ["test"])["test"]
-    records = _load(out)
+    records = load_converted(out, "irsr")
     assert list(records) == ["i1", "i2"]
     # i1 ranks [2, 0, 3, 1]: object 1 dropped, larger = more salient.
     assert [a["category_id"] for a in records["i1"]["annotations"]] == [2, 3, 1]
@@ -83,7 +73,7 @@ def test_conversion_higher_first(release, tmp_path, caplog):
 def test_conversion_lower_first(release, tmp_path):
     out = tmp_path / "datasets"
     convert_irsr(str(release), str(out), ["test"], ConvertOptions(higher_first=False))
-    records = _load(out)
+    records = load_converted(out, "irsr")
     assert [a["category_id"] for a in records["i1"]["annotations"]] == [2, 1, 3]
     assert [a["category_id"] for a in records["i2"]["annotations"]] == [3, 2, 1]
 
@@ -123,20 +113,13 @@ def test_errors_name_the_file(release, tmp_path):
     assert not os.path.exists(out)
 
 
-def test_cli(repo_root, release, tmp_path):
+def test_cli(release, tmp_path):
     out = tmp_path / "datasets"
-    proc = subprocess.run(
-        [sys.executable, "-m", "scripts.convert_irsr", "--root", str(release), "--output", str(out)]
-        + ["--splits", "test", "--link"],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_converter_cli("convert_irsr", release, out, "--splits", "test", "--link")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "i2" in proc.stderr and "tied rank values" in proc.stderr
     assert "irsr_test: 2 images, 6 ranked objects kept" in proc.stderr
-    records = _load(out)
+    records = load_converted(out, "irsr")
     assert os.path.islink(records["i1"]["file_name"])
 
 

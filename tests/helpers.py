@@ -1,0 +1,123 @@
+"""Helpers shared by the tests: configs, official state-dict manifests, the parity checkpoint and
+the dataset converters' outputs.
+
+Everything that reads ../shared goes through ``require_shared`` so that missing reference data
+fails the test instead of skipping it.
+"""
+
+import json
+import subprocess
+import sys
+from functools import lru_cache
+
+import torch
+from detectron2.config import get_cfg
+from PIL import Image
+
+from seqrank.config import add_seqrank_config, merge_config_file
+from seqrank.data.datasets import load_sor_json
+from tests.conftest import PARITY, REPO, require_shared
+
+__all__ = [
+    "load_converted",
+    "load_parity_strictly",
+    "manifest_entries",
+    "manifest_entry",
+    "module_entries",
+    "official_cfg",
+    "parity_cfg",
+    "run_converter_cli",
+    "seqrank_cfg",
+    "write_jpeg",
+]
+
+
+def seqrank_cfg():
+    """Default detectron2 config with every SeqRank key added."""
+    cfg = get_cfg()
+    add_seqrank_config(cfg)
+    return cfg
+
+
+def official_cfg(name):
+    """Config of the original release, ``reference/official_configs/<name>``."""
+    path = require_shared() / "reference" / "official_configs" / name
+    return merge_config_file(seqrank_cfg(), str(path))
+
+
+def parity_cfg():
+    """Config of the tiny parity model (``reference/parity_fpn``)."""
+    require_shared()
+    return merge_config_file(seqrank_cfg(), str(PARITY / "config.yaml"))
+
+
+@lru_cache(maxsize=None)
+def _manifest():
+    path = require_shared() / "reference" / "official_state_dict_manifest.json"
+    return json.loads(path.read_text())
+
+
+def manifest_entry(config_name):
+    """The official manifest's record of one config (``state_dict``, ``per_module_parameters``)."""
+    return _manifest()[config_name]
+
+
+def manifest_entries(config_name, prefix):
+    """``(key, shape, dtype)`` of the official state dict under ``prefix``, prefix removed."""
+    return [
+        (key[len(prefix) :], tuple(shape), dtype)
+        for key, shape, dtype in manifest_entry(config_name)["state_dict"]
+        if key.startswith(prefix)
+    ]
+
+
+def module_entries(module):
+    """``(key, shape, dtype)`` of ``module``'s state dict, in the manifest's format."""
+    return [
+        (key, tuple(v.shape), str(v.dtype).replace("torch.", ""))
+        for key, v in module.state_dict().items()
+    ]
+
+
+@lru_cache(maxsize=1)
+def _parity_model_state():
+    require_shared()
+    return torch.load(PARITY / "checkpoint.pth", map_location="cpu", weights_only=True)["model"]
+
+
+def load_parity_strictly(module, prefix):
+    """Load the parity checkpoint's ``prefix`` weights into ``module`` with ``strict=True``.
+
+    Also checks that the checkpoint lists the keys in the module's order. Returns the loaded
+    sub-state-dict (prefix removed).
+    """
+    state = _parity_model_state()
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    module.load_state_dict(sub, strict=True)
+    assert list(sub) == list(module.state_dict())
+    return sub
+
+
+def load_converted(output, dataset, split="test"):
+    """Records of a converted ``<output>/<dataset>/<dataset>_<split>.json``, by image name."""
+    root = output / dataset
+    records = load_sor_json(root / f"{dataset}_{split}.json", root / "images" / split)
+    return {r["image_name"]: r for r in records}
+
+
+def run_converter_cli(converter, release, output, *extra):
+    """Run ``python -m scripts.<converter> --root release --output output *extra`` in the repo."""
+    command = [sys.executable, "-m", f"scripts.{converter}", "--root", str(release)]
+    return subprocess.run(
+        command + ["--output", str(output), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def write_jpeg(path, height, width, color):
+    """Save a ``height`` x ``width`` JPEG of one RGB ``color`` at ``path`` (folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (width, height), color).save(path, "JPEG")
