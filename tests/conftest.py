@@ -5,6 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# The test machines have 2 shared cores: with torch's default intra-op threads, concurrent
+# processes (subprocess CLIs, 2-process DDP) oversubscribe them and run many times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SEQRANK_SHARED", REPO.parent / "shared"))

@@ -66,6 +66,13 @@ def setup(args):
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="seqrank", abbrev_name="sr")
     for note in notes:
         logger.warning(note)
+    if (
+        cfg.MODEL.DEVICE == "cpu"
+        and comm.get_world_size() > 1
+        and "OMP_NUM_THREADS" not in os.environ
+    ):
+        # Several CPU processes share the cores; more threads than cores makes them crawl.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_world_size()))
     cuda = "available" if torch.cuda.is_available() else "not available"
     logger.info("Running on MODEL.DEVICE=%s (CUDA %s)", cfg.MODEL.DEVICE, cuda)
     register_sor_datasets(cfg.DATASETS.ROOT, tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST))

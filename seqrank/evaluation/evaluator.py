@@ -19,21 +19,85 @@ from detectron2.utils import comm
 from tabulate import tabulate
 
 from ..utils.results_file import save_results
-from .metrics import aggregate, image_metrics
+from .metrics import aggregate, pack_rows, summarize_maps, summary_metrics, unpack_rows
 
-__all__ = ["SOREvaluator", "make_record", "metrics_table", "write_json_atomic"]
+__all__ = [
+    "SOREvaluator",
+    "encode_rle",
+    "make_record",
+    "metrics_table",
+    "rle_from_words",
+    "write_json_atomic",
+]
 
 logger = logging.getLogger(__name__)
 
 
-def _as_masks(masks):
-    return [np.asarray(m) for m in masks]
+def _as_array(masks):
+    return masks.cpu().numpy() if hasattr(masks, "cpu") else masks
 
 
-def make_record(output):
-    """Results-file record of one prediction dict (format of DATA_FORMATS.md)."""
-    masks = _as_masks(output.get("masks", []))
-    rles = [mask_util.encode(np.asfortranarray((m > 0.5).astype(np.uint8))) for m in masks]
+def encode_rle(bits):
+    """COCO RLEs of K x H x W boolean masks, identical to ``pycocotools.mask.encode``."""
+    bits = np.asarray(bits, dtype=bool)
+    return rle_from_words(pack_rows(bits), bits.shape[2])
+
+
+def rle_from_words(words, width):
+    """COCO RLEs of K masks bit-packed by rows (K x H x R uint64, see ``MapSummary``).
+
+    RLE runs go down the columns. Their boundaries are found on the packed rows (64 pixels per
+    XOR), so no column-major copy of the masks is made; pycocotools then compresses the counts.
+    """
+    k, h, r = words.shape
+    if k == 0:
+        return []
+    # Boundaries between vertical neighbours inside a column ...
+    diff = (words[:, 1:, :] ^ words[:, :-1, :]).reshape(-1)
+    # nonzero on bool arrays is far faster than on integer ones.
+    nz = np.flatnonzero(diff != 0)
+    hit = np.flatnonzero(np.unpackbits(diff[nz].view(np.uint8)).view(bool))
+    word, bit = np.divmod(hit, 64)
+    kk, rem = np.divmod(nz[word], max(1, (h - 1) * r))
+    hh, jj = np.divmod(rem, r)
+    # ... between the bottom of a column and the top of the next one, and at pixel 0 when it is
+    # set (the counts always start with a run of zeros).
+    edges = unpack_rows(words[:, [0, h - 1], :], width)
+    k_col, c_col = np.nonzero(edges[:, 1, :-1] != edges[:, 0, 1:])
+    k_first = np.flatnonzero(edges[:, 0, 0])
+    # Each mask's boundaries are framed by a 0 and an H*W sentinel; ``rank`` keeps the leading 0
+    # before a boundary at pixel 0 and the trailing sentinel last.
+    masks = np.arange(k)
+    mask_id = np.concatenate([masks, kk, k_col, k_first, masks])
+    change = np.concatenate(
+        [
+            0 * masks,
+            (jj * 64 + bit) * h + hh + 1,
+            (c_col + 1) * h,
+            0 * k_first,
+            masks * 0 + h * width,
+        ]
+    )
+    rank = np.repeat([0, 1, 2], [k, len(change) - 2 * k, k])
+    order = np.lexsort((rank, change, mask_id))
+    counts = np.diff(change[order]).astype(np.uint32)
+    ends = np.flatnonzero(rank[order] == 2)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    objs = [{"size": [h, width], "counts": counts[i:j]} for i, j in zip(starts, ends)]
+    return mask_util.frPyObjects(objs, h, width)
+
+
+def make_record(output, maps=None):
+    """Results-file record of one prediction dict (format of DATA_FORMATS.md).
+
+    ``maps``: the :class:`~seqrank.evaluation.metrics.MapSummary` of ``output["masks"]`` when
+    already computed.
+    """
+    if maps is None:
+        masks = [np.asarray(m) > 0.5 for m in output.get("masks", [])]
+        rles = encode_rle(np.stack(masks)) if masks else []
+    else:
+        rles = rle_from_words(maps.words, maps.width)
     return {
         "image_name": output.get("image_name", ""),
         "masks": rles,
@@ -97,18 +161,21 @@ class SOREvaluator(DatasetEvaluator):
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
-            record = make_record(out)
+            gts = _as_array(inp["masks"])
+            gt_maps = summarize_maps(gts) if len(gts) else None
+            pred_masks = [_as_array(m) for m in out.get("masks", [])]
+            preds = None
+            if pred_masks or gt_maps is not None:
+                shape = gt_maps.shape if gt_maps is not None else None
+                preds = summarize_maps(pred_masks, shape)
+            record = make_record(out, preds)
             name = inp.get("image_name", record["image_name"])
             record["image_name"] = name
             self._records.append(record)
-            gts = _as_masks(
-                inp["masks"].cpu().numpy() if hasattr(inp["masks"], "cpu") else inp["masks"]
-            )
-            per_image = image_metrics(_as_masks(out.get("masks", [])), gts, self.threshold)
-            if per_image is None:
+            if gt_maps is None:
                 self._skipped.append(name)
             else:
-                self._per_image.append(per_image)
+                self._per_image.append(summary_metrics(preds, gt_maps, self.threshold))
 
     def _gathered(self):
         if not (self.distributed and comm.get_world_size() > 1):

@@ -17,11 +17,10 @@ import contextlib
 import logging
 import math
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.stats import spearmanr
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +32,8 @@ TOPK = 5
 METRIC_NAMES = ("mae", "acc", "fbeta", "iou", "sa_sor", "sor", "ap", "ar") + tuple(
     f"top{k}" for k in range(1, TOPK + 1)
 )
-# float32 sums of 0/1 products are exact while every partial sum stays below 2**24.
-_FLOAT32_EXACT = 2**24
+# Bound on the temporary N x M x P64 words of one intersection block (16 MiB).
+_PAIR_WORDS = 2**21
 
 
 @contextlib.contextmanager
@@ -62,8 +61,131 @@ def binary_flat(maps: np.ndarray) -> np.ndarray:
     return (maps > THRESHOLD).reshape(len(maps), -1)
 
 
+class MapSummary(NamedTuple):
+    """What the metrics need from K maps of one image, thresholded and bit-packed.
+
+    ``words``: K x H x R uint64, row ``h`` of map ``k`` packed 64 pixels per word (pixel ``c`` is
+    bit ``c % 8`` from the top of byte ``c // 8``, as ``np.packbits``), zero-padded to
+    R = ceil(W / 64) words. ``width``: W. ``union``: H x W pixel-wise max of the raw maps, or
+    ``None`` when every map is binary ({0, 1}): the union is then the OR of the bits and the MAE a
+    bit count. ``areas``: K pixel counts of the thresholded maps.
+    """
+
+    words: np.ndarray
+    width: int
+    union: Optional[np.ndarray]
+    areas: np.ndarray
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        return self.words.shape[1], self.width
+
+    def flat_words(self) -> np.ndarray:
+        """K x (H * R) view; the zero padding adds nothing to counts or intersections."""
+        k, h, r = self.words.shape
+        return self.words.reshape(k, h * r)
+
+
+def pack_rows(bits: np.ndarray) -> np.ndarray:
+    """K x H x W bool -> K x H x ceil(W / 64) uint64 (layout of :class:`MapSummary`)."""
+    packed = np.packbits(bits, axis=-1)
+    pad = (-packed.shape[-1]) % 8
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, 0), (0, pad)))
+    return packed.view(np.uint64)
+
+
+def unpack_rows(words: np.ndarray, width: int) -> np.ndarray:
+    """Inverse of :func:`pack_rows` (any leading dims): ... x R uint64 -> ... x W bool."""
+    return np.unpackbits(words.view(np.uint8), axis=-1)[..., :width].astype(bool)
+
+
+def _nonzero_count(maps: np.ndarray) -> Optional[int]:
+    """Nonzero values of ``maps`` (None for a dtype the binary test does not cover).
+
+    Counting the words of an unsigned-integer view is much faster than a float
+    ``count_nonzero``; a -0.0 counts as nonzero there, which only sends it to the general path.
+    """
+    if maps.dtype == bool:
+        return int(np.count_nonzero(maps))
+    if maps.dtype.kind not in "fiu":
+        return None
+    return int(np.count_nonzero(maps.view(f"u{maps.dtype.itemsize}")))
+
+
+def summarize_maps(maps, shape: Optional[Tuple[int, int]] = None) -> MapSummary:
+    """Threshold and bit-pack K maps (sequence of H x W maps or K x H x W array).
+
+    Binary maps (the model's, the rasterised GT, RLE-decoded results) are read about once:
+    ``== 1`` gives the thresholded maps, and as many nonzero values as ones proves them binary.
+    Other maps get the strict ``> 0.5`` and a max in their own dtype (exact: a max does not
+    round). Nothing is copied to float64. An empty input needs ``shape`` (H, W).
+    """
+    if isinstance(maps, np.ndarray) and maps.ndim == 3:
+        shape = shape if len(maps) or shape is not None else maps.shape[1:]
+    else:
+        maps = [np.asarray(m) for m in maps]
+    if len(maps) == 0:
+        if shape is None:
+            raise ValueError("cannot infer the map size of an empty sequence")
+        h, w = shape
+        words = np.zeros((0, h, -(-w // 64)), dtype=np.uint64)
+        return MapSummary(words, w, None, np.zeros(0, dtype=np.int64))
+    bits = np.empty((len(maps),) + maps[0].shape, dtype=bool)
+    nonzero = 0
+    for k, m in enumerate(maps):
+        np.equal(m, 1, out=bits[k])
+        if nonzero is not None:
+            count = _nonzero_count(m)
+            nonzero = None if count is None else nonzero + count
+    words = pack_rows(bits)
+    areas = _popcount(words.reshape(len(words), -1))
+    if nonzero == int(areas.sum()):
+        return MapSummary(words, bits.shape[2], None, areas)
+    union = np.array(maps[0], dtype=np.result_type(*maps))
+    for k, m in enumerate(maps):
+        np.greater(m, THRESHOLD, out=bits[k])
+        np.maximum(union, m, out=union)
+    words = pack_rows(bits)
+    return MapSummary(words, bits.shape[2], union, _popcount(words.reshape(len(words), -1)))
+
+
+def pack_bits(bits: np.ndarray) -> np.ndarray:
+    """K x ... boolean maps -> K x P64 uint64 words holding 64 pixels each (zero padded)."""
+    packed = np.packbits(bits.reshape(len(bits), math.prod(bits.shape[1:])), axis=1)
+    pad = (-packed.shape[1]) % 8
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    return packed.view(np.uint64)
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """Number of set bits along the last axis (exact integers)."""
+    return np.bitwise_count(words).sum(axis=-1, dtype=np.int64)
+
+
+def _intersections(gt_words: np.ndarray, pred_words: np.ndarray) -> np.ndarray:
+    """N x M pixel counts of ``g AND p`` from N x L and M x L packed maps, a few GT rows at a
+    time."""
+    n, m = len(gt_words), len(pred_words)
+    out = np.zeros((n, m), dtype=np.int64)
+    rows = max(1, _PAIR_WORDS // max(1, m * gt_words.shape[1]))
+    for start in range(0, n, rows):
+        block = gt_words[start : start + rows, None, :] & pred_words[None, :, :]
+        out[start : start + rows] = _popcount(block)
+    return out
+
+
+def _iou_from_counts(inter, gt_area, pred_area, eps):
+    inter = inter.astype(np.float64)
+    union = gt_area[:, None] + pred_area[None, :] - inter
+    if eps:
+        return inter / (union + eps)
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def pairwise_iou(gt_bin: np.ndarray, pred_bin: np.ndarray, eps: float = IOU_EPS) -> np.ndarray:
-    """IoU of every GT/prediction pair with one matrix product.
+    """IoU of every GT/prediction pair from bit-packed maps (AND + popcount).
 
     Args:
         gt_bin: N x P boolean maps.
@@ -74,12 +196,9 @@ def pairwise_iou(gt_bin: np.ndarray, pred_bin: np.ndarray, eps: float = IOU_EPS)
         N x M float64 array ``|g AND p| / (|g OR p| + eps)``, bit-identical to the per-pair
         formula because intersections and unions are exact integers.
     """
-    dtype = np.float32 if gt_bin.shape[1] < _FLOAT32_EXACT else np.float64
-    inter = (gt_bin.astype(dtype) @ pred_bin.astype(dtype).T).astype(np.float64)
-    union = gt_bin.sum(1)[:, None] + pred_bin.sum(1)[None, :] - inter
-    if eps:
-        return inter / (union + eps)
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    gt_words, pred_words = pack_bits(gt_bin), pack_bits(pred_bin)
+    inter = _intersections(gt_words, pred_words)
+    return _iou_from_counts(inter, _popcount(gt_words), _popcount(pred_words), eps)
 
 
 def sa_sor(iou: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
@@ -91,12 +210,56 @@ def sa_sor(iou: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
     """
     n, m = iou.shape
     keep = iou[rows, cols] > 0.5
-    gt_ranks = n - rows[keep]
-    missing = np.setdiff1d(np.arange(1, n + 1), gt_ranks)
-    gt_all = np.concatenate([gt_ranks, missing]).astype(np.float64)
-    pred_all = np.concatenate([m - cols[keep], np.zeros(len(missing))]).astype(np.float64)
-    with quiet_numerics():
-        return float(np.corrcoef(gt_all, pred_all)[0, 1])
+    gt_ranks = (n - rows[keep]).tolist()
+    present = set(gt_ranks)
+    missing = [r for r in range(1, n + 1) if r not in present]
+    gt_all = np.array(gt_ranks + missing, dtype=np.float64)
+    pred_all = np.array((m - cols[keep]).tolist() + [0] * len(missing), dtype=np.float64)
+    if n == 1:
+        return float("nan")
+    return _pearson(gt_all, pred_all, 0, 1)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray, i: int, j: int) -> float:
+    """Element (i, j) of ``np.corrcoef(x, y)`` for >= 2 samples, NaN for a constant input.
+
+    With two or more samples only floating-point errors can warn, which ``errstate`` silences
+    much more cheaply than :func:`quiet_numerics`.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.corrcoef(x, y)[i, j])
+
+
+def average_ranks(x) -> np.ndarray:
+    """1-based ranks of ``x`` with ties sharing their mean rank (``rankdata`` "average").
+
+    Plain Python: the samples here are a handful of ranks, where numpy's call overhead dominates.
+    """
+    values = np.asarray(x).tolist()
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for i in order[start : end + 1]:
+            ranks[i] = (start + end + 2) / 2.0
+        start = end + 1
+    return np.array(ranks, dtype=np.float64)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """``scipy.stats.spearmanr(x, y)[0]`` for two 1-D samples, without its per-call overhead.
+
+    The ranks are exact half-integers, so the Pearson correlation below takes the same steps on
+    the same numbers as scipy (``np.corrcoef`` of the ranks, element [1, 0]); NaN for a constant
+    input.
+    """
+    rx, ry = average_ranks(x), average_ranks(y)
+    if (rx == rx[0]).all() or (ry == ry[0]).all():
+        return float("nan")
+    return _pearson(rx, ry, 1, 0)
 
 
 def sor(iou: np.ndarray, thres: float = THRESHOLD) -> float:
@@ -113,27 +276,47 @@ def sor(iou: np.ndarray, thres: float = THRESHOLD) -> float:
         return float("nan")
     if len(gt_ranks) == 1:
         return 1.0
-    with quiet_numerics():
-        return float((spearmanr(pred_ranks, gt_ranks)[0] + 1) / 2)
+    return (spearman(pred_ranks, gt_ranks) + 1) / 2
 
 
-def union_metrics(preds: np.ndarray, gts: np.ndarray) -> Dict[str, float]:
-    """Rank-blind mae, acc, fbeta and iou of the union maps (M x H x W preds, N x H x W gts)."""
-    pred_union = preds.max(axis=0)
-    gt_union = gts.max(axis=0)
-    pb = pred_union > THRESHOLD
-    gb = gt_union > THRESHOLD
-    tp = float(np.sum(pb & gb))
-    fp = float(np.sum(pb & ~gb))
-    fn = float(np.sum(~pb & gb))
+def _raw_union(maps: MapSummary) -> np.ndarray:
+    if maps.union is not None:
+        return maps.union
+    return unpack_rows(np.bitwise_or.reduce(maps.words, axis=0), maps.width)
+
+
+def union_metrics(preds, gts) -> Dict[str, float]:
+    """Rank-blind mae, acc, fbeta and iou of the union maps.
+
+    ``preds`` and ``gts`` are :class:`MapSummary` objects or raw M x H x W / N x H x W maps.
+    """
+    preds = preds if isinstance(preds, MapSummary) else summarize_maps(preds)
+    gts = gts if isinstance(gts, MapSummary) else summarize_maps(gts)
+    return _union_metrics(preds, gts)
+
+
+def _union_metrics(preds: MapSummary, gts: MapSummary) -> Dict[str, float]:
+    pb = np.bitwise_or.reduce(preds.flat_words(), axis=0)
+    gb = np.bitwise_or.reduce(gts.flat_words(), axis=0)
+    inter = int(_popcount(pb & gb))
+    fp = int(_popcount(pb)) - inter
+    fn = int(_popcount(gb)) - inter
+    tp = float(inter)
     precision = tp / (tp + fp + IOU_EPS)
     recall = tp / (tp + fn + IOU_EPS)
     fbeta = (1 + F_BETA2) * precision * recall / (F_BETA2 * precision + recall + IOU_EPS)
+    xor = fp + fn
+    size = math.prod(gts.shape)
+    if preds.union is None and gts.union is None:
+        mae = xor / size
+    else:
+        diff = np.subtract(_raw_union(preds), _raw_union(gts), dtype=np.float64)
+        mae = np.mean(np.abs(diff, out=diff))
     return {
-        "mae": float(np.mean(np.abs(pred_union - gt_union))),
-        "acc": float(1 - np.sum(pb ^ gb) / pb.size),
+        "mae": float(mae),
+        "acc": float(1 - xor / size),
         "fbeta": float(fbeta),
-        "iou": float(tp / (np.sum(pb | gb) + IOU_EPS)),
+        "iou": float(tp / (inter + fp + fn + IOU_EPS)),
     }
 
 
@@ -169,18 +352,30 @@ def image_metrics(preds, gts, thres: float = THRESHOLD) -> Optional[Dict[str, Op
     """
     if len(gts) == 0:
         return None
-    gts = stack_maps(gts)
-    preds = stack_maps(preds, gts.shape[1:])
-    if len(preds) == 0:
-        preds = np.zeros((1,) + gts.shape[1:], dtype=np.float64)
-    iou = pairwise_iou(binary_flat(gts), binary_flat(preds))
+    gts = summarize_maps(gts)
+    return summary_metrics(summarize_maps(preds, gts.shape), gts, thres)
+
+
+def summary_metrics(
+    preds: MapSummary, gts: MapSummary, thres: float = THRESHOLD
+) -> Dict[str, Optional[float]]:
+    """:func:`image_metrics` from :func:`summarize_maps` outputs (N >= 1 GT maps).
+
+    Lets a caller that already packed the predictions (e.g. to RLE-encode them) reuse them.
+    """
+    if len(preds.words) == 0:
+        empty = np.zeros((1,) + gts.words.shape[1:], dtype=np.uint64)
+        preds = MapSummary(empty, preds.width, preds.union, np.zeros(1, dtype=np.int64))
+    gt_words, pred_words = gts.flat_words(), preds.flat_words()
+    inter = _intersections(gt_words, pred_words)
+    iou = _iou_from_counts(inter, gts.areas, preds.areas, IOU_EPS)
     rows, cols = linear_sum_assignment(1.0 - iou)
     matched = float(np.sum(iou[rows, cols] > thres))
-    result = union_metrics(preds, gts)
+    result = _union_metrics(preds, gts)
     result["sa_sor"] = sa_sor(iou, rows, cols)
     result["sor"] = sor(iou, thres)
-    result["ap"] = (matched + AGG_EPS) / (len(preds) + AGG_EPS)
-    result["ar"] = (matched + AGG_EPS) / (len(gts) + AGG_EPS)
+    result["ap"] = (matched + AGG_EPS) / (len(pred_words) + AGG_EPS)
+    result["ar"] = (matched + AGG_EPS) / (len(gt_words) + AGG_EPS)
     result.update(topk_metrics(iou))
     return result
 

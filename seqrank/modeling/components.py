@@ -16,7 +16,9 @@ __all__ = ["Attention", "MLPBlock", "MLP", "LayerNorm2D", "init_weights_"]
 class Attention(nn.Module):
     """SAM-style multi-head attention without mask or dropout.
 
-    ``forward(q: B x N x C, k: B x M x C, v: B x M x C) -> B x N x C``.
+    ``forward(q: B x N x C, k: B x M x C, v: B x M x C) -> B x N x C``. ``use_sdpa`` switches to
+    the fused ``F.scaled_dot_product_attention`` (same maths up to float rounding: it scales
+    before the softmax with the same 1/sqrt(d)); the default is the original's explicit maths.
     """
 
     def __init__(self, embedding_dim, num_heads, downsample_rate=1):
@@ -30,6 +32,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+        self.use_sdpa = False
 
     def _separate_heads(self, x):
         b, n, c = x.shape
@@ -41,16 +44,21 @@ class Attention(nn.Module):
         return x.transpose(1, 2).reshape(b, n, h * d)
 
     def forward(self, q, k, v):
-        q = self._separate_heads(self.q_proj(q))
+        return self.attend_projected(self.q_proj(q), k, v)
+
+    def attend_projected(self, q, k, v):
+        """``forward`` with ``q`` already through ``q_proj`` (lets callers cache it)."""
+        q = self._separate_heads(q)
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
-
-        # Scaling after the matmul (not on q) reproduces the original rounding exactly.
-        attn = q @ k.transpose(-2, -1)
-        attn = attn / math.sqrt(q.shape[-1])
-        attn = torch.softmax(attn, dim=-1)
-
-        return self.out_proj(self._recombine_heads(attn @ v))
+        if self.use_sdpa:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            # Scaling after the matmul (not on q) reproduces the original rounding exactly.
+            attn = q @ k.transpose(-2, -1)
+            attn = attn / math.sqrt(q.shape[-1])
+            out = torch.softmax(attn, dim=-1) @ v
+        return self.out_proj(self._recombine_heads(out))
 
 
 class MLPBlock(nn.Module):

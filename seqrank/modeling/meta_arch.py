@@ -44,6 +44,12 @@ class SeqRank(nn.Module):
     Training returns the loss dict of ARCHITECTURE.md §9.1; inference returns, per image, a dict
     ``{image_name, masks: [H x W float32 {0,1}], bboxes: [[x1, y1, x2, y2]], scores, saliency,
     num}`` in predicted rank order.
+
+    ``fast_inference`` (default on; :meth:`set_fast_inference`) selects the optimised inference
+    path: fused attention (SDPA) in eval mode, ``torch.inference_mode``, ranking steps computed
+    only for the images that have not stopped, and one mask upsampling per image. It gives the
+    same rankings as the reference path (the original's loop, kept for comparison) up to float
+    rounding. Training always uses the plain attention maths.
     """
 
     @configurable
@@ -63,6 +69,7 @@ class SeqRank(nn.Module):
         mask_key="res2",
         gaze_key="res5",
         exclude_ranked=False,
+        fast_inference=True,
     ):
         super().__init__()
         self.backbone = backbone
@@ -78,6 +85,7 @@ class SeqRank(nn.Module):
         self.mask_key = mask_key
         self.gaze_key = gaze_key
         self.exclude_ranked = exclude_ranked
+        self.set_fast_inference(fast_inference)
 
     @classmethod
     def from_config(cls, cfg):
@@ -106,7 +114,34 @@ class SeqRank(nn.Module):
             "mask_key": cfg.MODEL.SIS_HEAD.MASK_KEY,
             "gaze_key": cfg.MODEL.GAZE_SHIFT_HEAD.KEY,
             "exclude_ranked": cfg.MODEL.SEQRANK.EXCLUDE_RANKED,
+            "fast_inference": cfg.MODEL.SEQRANK.get("FAST_INFERENCE", True),
         }
+
+    def set_fast_inference(self, enabled=True, fused_attention=None, cache_tokens=None):
+        """Switch between the optimised and the reference inference path; returns ``self``.
+
+        ``fused_attention`` (SDPA in eval mode) and ``cache_tokens`` (the ranking blocks'
+        projections of the image tokens computed once per image, not once per step) default to
+        ``enabled``; set them apart for ablations, e.g. to compare the ranking loops on
+        bit-identical features.
+        """
+        self.fast_inference = bool(enabled)
+        self.fused_attention = self.fast_inference if fused_attention is None else fused_attention
+        self.cache_tokens = self.fast_inference if cache_tokens is None else cache_tokens
+        self._select_attention()
+        return self
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._select_attention()
+        return self
+
+    def _select_attention(self):
+        # Every attention module with a fused path (``use_sdpa``) takes it in fast eval only.
+        fused = bool(self.fused_attention) and not self.training
+        for module in self.modules():
+            if hasattr(module, "use_sdpa"):
+                module.use_sdpa = fused
 
     @property
     def device(self):
@@ -124,10 +159,12 @@ class SeqRank(nn.Module):
         return q, qpe, z, zpe, out, aux
 
     def forward(self, batched_inputs):
-        q, qpe, z, zpe, out, aux = self.encode(batched_inputs)
         if self.training:
-            return self.losses(batched_inputs, q, qpe, z, zpe, out, aux)
-        return self.rank(batched_inputs, q, qpe, z, zpe, out)
+            return self.losses(batched_inputs, *self.encode(batched_inputs))
+        if self.fast_inference:
+            with torch.inference_mode():
+                return self.rank(batched_inputs, *self.encode(batched_inputs)[:-1])
+        return self.rank(batched_inputs, *self.encode(batched_inputs)[:-1])
 
     # ------------------------------------------------------------------ training
     def losses(self, batched_inputs, q, qpe, z, zpe, out, aux):
@@ -206,6 +243,20 @@ class SeqRank(nn.Module):
     def rank(self, batched_inputs, q, qpe, z, zpe, out):
         """Sequential inference (ARCHITECTURE.md §9.2): up to Q ranking steps, each image stops
         permanently at its first step whose objectness or saliency falls below 0.001."""
+        if self.fast_inference:
+            return self._rank_active(batched_inputs, q, qpe, z, zpe, out)
+        return self._rank_reference(batched_inputs, q, qpe, z, zpe, out)
+
+    def _step_logits(self, q, qpe, z, zpe, q_vis, token_cache=None):
+        """B x Q saliency logits of one ranking step (ranked queries masked if asked to)."""
+        extra = {} if token_cache is None else {"token_cache": token_cache}
+        logits = self.gaze_shift(q, z, qpe, zpe, q_vis, **extra)[..., 0].float()
+        if self.exclude_ranked:
+            logits = logits.masked_fill(q_vis[..., 0] > 0.5, float("-inf"))
+        return logits
+
+    def _rank_reference(self, batched_inputs, q, qpe, z, zpe, out):
+        """The original loop: every image of the batch steps until all have stopped."""
         bsz, num_q = out["scores"].shape[:2]
         pred_masks = out["masks"].float()
         pred_boxes = out["bboxes"].float().sigmoid()
@@ -214,9 +265,7 @@ class SeqRank(nn.Module):
         q_vis = torch.zeros_like(out["scores"], dtype=torch.float32)
         active = torch.ones(bsz, dtype=torch.bool, device=self.device)
         for step in range(num_q):
-            logits = self.gaze_shift(q, z, qpe, zpe, q_vis)[..., 0].float()
-            if self.exclude_ranked:
-                logits = logits.masked_fill(q_vis[..., 0] > 0.5, float("-inf"))
+            logits = self._step_logits(q, qpe, z, zpe, q_vis)
             pick = logits.argmax(dim=1)
             batch_idx = torch.arange(bsz, device=self.device)
             q_vis[batch_idx, pick, 0] = float(step + 1)
@@ -235,6 +284,64 @@ class SeqRank(nn.Module):
             if not bool(active.any()):
                 break
         return results
+
+    def _rank_active(self, batched_inputs, q, qpe, z, zpe, out):
+        """Same decisions as :meth:`_rank_reference`, but a stopped image leaves the batch (its
+        rows of every per-image tensor are dropped) and each image's masks are upsampled in one
+        call at the end."""
+        bsz, num_q = out["scores"].shape[:2]
+        obj_probs = out["scores"].float().sigmoid()[..., 0]
+        q_vis = torch.zeros_like(out["scores"], dtype=torch.float32)
+        images = torch.arange(bsz, device=self.device)
+        picks = [[] for _ in range(bsz)]
+        cache = None
+        if self.cache_tokens and hasattr(self.gaze_shift, "token_cache"):
+            cache = self.gaze_shift.token_cache(z, zpe)
+        for step in range(num_q):
+            logits = self._step_logits(q, qpe, z, zpe, q_vis, cache)
+            pick = logits.argmax(dim=1)
+            rows = torch.arange(len(images), device=self.device)
+            q_vis[rows, pick, 0] = float(step + 1)
+            sal = logits[rows, pick].sigmoid()
+            obj = obj_probs[images, pick]
+            keep = (obj >= STOP_THRESHOLD) & (sal >= STOP_THRESHOLD)
+            kept = torch.nonzero(keep).flatten()
+            for b, p, o, s in zip(*(t[kept].tolist() for t in (images, pick, obj, sal))):
+                picks[b].append((p, o, s))
+            if len(kept) < len(images):
+                if len(kept) == 0:
+                    break
+                images = images[kept]
+                q, qpe, z, zpe, q_vis = (t[kept] for t in (q, qpe, z, zpe, q_vis))
+                cache = None if cache is None else [t[kept] for t in cache]
+        return [
+            self._result(x, b, out["masks"][b], out["bboxes"][b], picks[b])
+            for b, x in enumerate(batched_inputs)
+        ]
+
+    def _result(self, inputs, index, mask_logits, box_logits, picks):
+        """Result dict of one image from its K picks ``(query, objectness, saliency)``;
+        ``mask_logits``: Q x h x w, ``box_logits``: Q x 4."""
+        result = self._empty_result(inputs, index)
+        if not picks:
+            return result
+        height, width = int(inputs["height"]), int(inputs["width"])
+        query = torch.tensor([p[0] for p in picks], device=mask_logits.device)
+        masks = F.interpolate(
+            mask_logits[query].float()[None], size=(height, width), mode="bilinear"
+        )
+        # In place: the K x H x W maps are large, the values those of ``(sigmoid > 0.5).float()``.
+        masks = masks[0].sigmoid_().gt_(0.5).cpu().numpy()
+        boxes = xyhw_to_xyxy(box_logits[query].float().sigmoid())
+        boxes = boxes * boxes.new_tensor([width, height, width, height])
+        result.update(
+            masks=list(masks),
+            bboxes=boxes.tolist(),
+            scores=[p[1] for p in picks],
+            saliency=[p[2] for p in picks],
+            num=len(picks),
+        )
+        return result
 
     @staticmethod
     def _empty_result(inputs, index):

@@ -65,22 +65,35 @@ class CenterShiftBlock(nn.Module):
 
     def _attend(self, attn, norm, x, x_pe, y, y_pe):
         """``norm(x + attn(x + x_pe, y + y_pe, y))``."""
-        return norm(x + self.dropout_attn(attn(x + x_pe, y + y_pe, y)))
+        query = x + x_pe
+        key = query if (y is x and y_pe is x_pe) else y + y_pe
+        return norm(x + self.dropout_attn(attn(query, key, y)))
 
-    def _update_tokens(self, q, qpe, z, zpe, gaze, gaze_emb):
+    def token_query(self, z, zpe):
+        """B x T x C projected queries of ``cross_attn1``: they depend on the image tokens only,
+        so a caller running several ranking steps can compute them once."""
+        return self.cross_attn1.q_proj(z + zpe)
+
+    def _update_tokens(self, q, qpe, z, zpe, gaze, gaze_emb, z_query=None):
         """Image tokens attend to the queries, then are fused with the gazed query's feature."""
-        z = self._attend(self.cross_attn1, self.norm3, z, zpe, q, qpe)
+        if z_query is None:
+            z = self._attend(self.cross_attn1, self.norm3, z, zpe, q, qpe)
+        else:
+            z = self.norm3(
+                z + self.dropout_attn(self.cross_attn1.attend_projected(z_query, q + qpe, q))
+            )
         centre = (gaze * q).sum(dim=1, keepdim=True) + gaze_emb
         fused = torch.cat([centre.expand(-1, z.shape[1], -1), z], dim=-1)
         return self.norm_mlp(z + self.mlp(fused))
 
-    def forward(self, q, qpe, z, zpe, gaze, gaze_emb, prev, prev_emb):
+    def forward(self, q, qpe, z, zpe, gaze, gaze_emb, prev, prev_emb, z_query=None):
+        """``z_query``: optional cached :meth:`token_query` of ``z``, ``zpe``."""
         q0 = self.before(q)
         q = q + prev * prev_emb + gaze * gaze_emb
         q = self._attend(self.self_attn1, self.norm1, q, qpe, q, qpe)
         q = self.norm2(q + self.dropout_ffn(self.ffn1(q)))
 
-        z = self._update_tokens(q, qpe, z, zpe, gaze, gaze_emb)
+        z = self._update_tokens(q, qpe, z, zpe, gaze, gaze_emb, z_query)
 
         q = self._attend(self.cross_attn2, self.norm4, q, qpe, z, zpe)
         q = self._attend(self.self_attn2, self.norm5, q, qpe, q, qpe)
@@ -92,8 +105,10 @@ class CenterShiftBlock(nn.Module):
 class SequentialRankingModule(nn.Module):
     """Stack of CenterShiftBlocks followed by a saliency head (B x Q x 1 logits).
 
-    ``forward(q, z, qpe, zpe, q_vis, bbox=None, size=None)``; ``bbox`` and ``size`` are accepted for
-    interface compatibility and ignored. Returns ``(logits, [])`` in training mode, else ``logits``.
+    ``forward(q, z, qpe, zpe, q_vis, bbox=None, size=None, token_cache=None)``; ``bbox`` and
+    ``size`` are accepted for interface compatibility and ignored; ``token_cache`` is an optional
+    :meth:`token_cache` of ``z``, ``zpe``. Returns ``(logits, [])`` in training mode, else
+    ``logits``.
     """
 
     @configurable
@@ -123,10 +138,16 @@ class SequentialRankingModule(nn.Module):
             "dropout_ffn": common.DROPOUT_FFN,
         }
 
-    def forward(self, q, z, qpe, zpe, q_vis, bbox=None, size=None):
+    def token_cache(self, z, zpe):
+        """What the blocks compute from the image tokens alone (a list of B x T x C tensors),
+        unchanged across ranking steps because every block starts from the same ``z``."""
+        return [block.token_query(z, zpe) for block in self.blocks]
+
+    def forward(self, q, z, qpe, zpe, q_vis, bbox=None, size=None, token_cache=None):
         prev, gaze = rank_indicators(q_vis)
-        for block in self.blocks:
-            q = block(q, qpe, z, zpe, gaze, self.gaze_emb, prev, self.prev_emb)
+        cache = token_cache if token_cache is not None else [None] * len(self.blocks)
+        for block, z_query in zip(self.blocks, cache):
+            q = block(q, qpe, z, zpe, gaze, self.gaze_emb, prev, self.prev_emb, z_query)
         # The original applies the head after every block but only returns the last output.
         out = self.head(q)
         return (out, []) if self.training else out
