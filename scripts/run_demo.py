@@ -31,7 +31,11 @@ logger = logging.getLogger("seqrank.run_demo")
 def _run(step, cmd, cwd=REPO):
     logger.info("[%s] %s", step, " ".join(cmd))
     start = time.time()
-    subprocess.run(cmd, cwd=cwd, check=True)
+    # The tiny model's ops last microseconds: one OpenMP thread avoids barrier stalls on shared
+    # CPUs (docs/QUICK_SCHEDULE.md measured 10x slow-downs with two threads beside another job).
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    subprocess.run(cmd, cwd=cwd, check=True, env=env)
     logger.info("[%s] done in %.0f s", step, time.time() - start)
 
 
