@@ -31,6 +31,8 @@ rm -rf "$target"
   --target "$target" sal-detectron2==0.7.2
 # The bundled _C extension is built for CPython 3.10 / CUDA 12 and never loads here; drop it.
 rm -f "$target"/detectron2/_C*.so
+# Its metadata pins numpy<2 for the 3.10 build; pip would report a false conflict on every install.
+rm -rf "$target"/sal_detectron2-*.dist-info
 echo "$target" > "$site/detectron2_pure.pth"
 "$VPY" -c 'import detectron2.engine, detectron2.config, detectron2.modeling' \
   || { log "error: detectron2 does not import after installing sal-detectron2" >&2; exit 1; }
