@@ -52,6 +52,7 @@ def rle_from_words(words, width):
     k, h, r = words.shape
     if k == 0:
         return []
+    size = h * width
     # Boundaries between vertical neighbours inside a column ...
     diff = (words[:, 1:, :] ^ words[:, :-1, :]).reshape(-1)
     # nonzero on bool arrays is far faster than on integer ones.
@@ -65,23 +66,24 @@ def rle_from_words(words, width):
     edges = unpack_rows(words[:, [0, h - 1], :], width)
     k_col, c_col = np.nonzero(edges[:, 1, :-1] != edges[:, 0, 1:])
     k_first = np.flatnonzero(edges[:, 0, 0])
-    # Each mask's boundaries are framed by a 0 and an H*W sentinel; ``rank`` keeps the leading 0
-    # before a boundary at pixel 0 and the trailing sentinel last.
-    masks = np.arange(k)
-    mask_id = np.concatenate([masks, kk, k_col, k_first, masks])
-    change = np.concatenate(
+    # One sort key per boundary: mask index, then pixel position. Each mask is framed by a 0 and
+    # an H*W sentinel. Every boundary lies strictly inside (0, H*W) except one at pixel 0, which
+    # ties with the leading 0 and so yields the empty first run it should.
+    stride = size + 1
+    masks = np.arange(k) * stride
+    keys = np.concatenate(
         [
-            0 * masks,
-            (jj * 64 + bit) * h + hh + 1,
-            (c_col + 1) * h,
-            0 * k_first,
-            masks * 0 + h * width,
+            masks,
+            kk * stride + (jj * 64 + bit) * h + hh + 1,
+            k_col * stride + (c_col + 1) * h,
+            k_first * stride,
+            masks + size,
         ]
     )
-    rank = np.repeat([0, 1, 2], [k, len(change) - 2 * k, k])
-    order = np.lexsort((rank, change, mask_id))
-    counts = np.diff(change[order]).astype(np.uint32)
-    ends = np.flatnonzero(rank[order] == 2)
+    keys.sort()
+    # Within a mask, key steps are run lengths; the steps across masks are never read.
+    counts = (keys[1:] - keys[:-1]).astype(np.uint32)
+    ends = np.searchsorted(keys, masks + size)
     starts = np.concatenate([[0], ends[:-1] + 1])
     objs = [{"size": [h, width], "counts": counts[i:j]} for i, j in zip(starts, ends)]
     return mask_util.frPyObjects(objs, h, width)

@@ -19,6 +19,7 @@ import math
 import warnings
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -88,6 +89,10 @@ class MapSummary(NamedTuple):
 
 def pack_rows(bits: np.ndarray) -> np.ndarray:
     """K x H x W bool -> K x H x ceil(W / 64) uint64 (layout of :class:`MapSummary`)."""
+    k, h, w = bits.shape
+    if w % 64 == 0 and bits.flags.c_contiguous:
+        # Rows then need no padding, and packing the flat buffer is about twice as fast.
+        return np.packbits(bits.reshape(-1)).view(np.uint64).reshape(k, h, w // 64)
     packed = np.packbits(bits, axis=-1)
     pad = (-packed.shape[-1]) % 8
     if pad:
@@ -97,19 +102,23 @@ def pack_rows(bits: np.ndarray) -> np.ndarray:
 
 def unpack_rows(words: np.ndarray, width: int) -> np.ndarray:
     """Inverse of :func:`pack_rows` (any leading dims): ... x R uint64 -> ... x W bool."""
-    return np.unpackbits(words.view(np.uint8), axis=-1)[..., :width].astype(bool)
+    return np.unpackbits(words.view(np.uint8), axis=-1, count=width).view(bool)
 
 
 def _nonzero_count(maps: np.ndarray) -> Optional[int]:
     """Nonzero values of ``maps`` (None for a dtype the binary test does not cover).
 
-    Counting the words of an unsigned-integer view is much faster than a float
-    ``count_nonzero``; a -0.0 counts as nonzero there, which only sends it to the general path.
+    Values are counted by their bit patterns, on an integer view: much faster than a float
+    comparison, and a -0.0 counts as nonzero, which only sends it to the general path. 4-byte
+    values (the float32 maps of the model and the mapper) are counted by OpenCV's vectorised
+    ``countNonZero``, 2-3x faster than ``np.count_nonzero`` on the same view.
     """
     if maps.dtype == bool:
         return int(np.count_nonzero(maps))
     if maps.dtype.kind not in "fiu":
         return None
+    if maps.dtype.itemsize == 4 and maps.ndim >= 2 and maps.size:
+        return int(cv2.countNonZero(maps.view(np.int32).reshape(-1, maps.shape[-1])))
     return int(np.count_nonzero(maps.view(f"u{maps.dtype.itemsize}")))
 
 
@@ -132,9 +141,11 @@ def summarize_maps(maps, shape: Optional[Tuple[int, int]] = None) -> MapSummary:
         words = np.zeros((0, h, -(-w // 64)), dtype=np.uint64)
         return MapSummary(words, w, None, np.zeros(0, dtype=np.int64))
     bits = np.empty((len(maps),) + maps[0].shape, dtype=bool)
+    # A K x H x W array is read in one call per pass, a list map by map.
+    pairs = [(bits, maps)] if isinstance(maps, np.ndarray) else zip(bits, maps)
     nonzero = 0
-    for k, m in enumerate(maps):
-        np.equal(m, 1, out=bits[k])
+    for out, m in pairs:
+        np.equal(m, 1, out=out)
         if nonzero is not None:
             count = _nonzero_count(m)
             nonzero = None if count is None else nonzero + count
@@ -161,7 +172,11 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
 
 def _popcount(words: np.ndarray) -> np.ndarray:
     """Number of set bits along the last axis (exact integers)."""
-    return np.bitwise_count(words).sum(axis=-1, dtype=np.int64)
+    counts = np.bitwise_count(words)
+    if words.shape[-1] * 64 < 2**32:
+        # Accumulating the uint8 counts in uint32 is ~15 % faster than in int64, and exact here.
+        return counts.sum(axis=-1, dtype=np.uint32).astype(np.int64)
+    return counts.sum(axis=-1, dtype=np.int64)
 
 
 def _intersections(gt_words: np.ndarray, pred_words: np.ndarray) -> np.ndarray:
@@ -223,11 +238,21 @@ def sa_sor(iou: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float:
 def _pearson(x: np.ndarray, y: np.ndarray, i: int, j: int) -> float:
     """Element (i, j) of ``np.corrcoef(x, y)`` for >= 2 samples, NaN for a constant input.
 
-    With two or more samples only floating-point errors can warn, which ``errstate`` silences
-    much more cheaply than :func:`quiet_numerics`.
+    The same numpy operations on the same arrays as ``np.corrcoef`` (mean, centring, ``dot``
+    with the conjugate transpose, scaling, the two divisions by the standard deviations, the
+    clip), so the result is bit-identical; only the argument checks and wrappers of ``np.cov``
+    are skipped, which on a handful of ranks cost more than the maths. With two or more samples
+    only floating-point errors can warn, which ``errstate`` silences much more cheaply than
+    :func:`quiet_numerics`.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.corrcoef(x, y)[i, j])
+        data = np.array((x, y), dtype=np.float64)
+        data -= data.mean(axis=1)[:, None]
+        cov = np.dot(data, data.T.conj())
+        cov *= np.true_divide(1, data.shape[1] - 1)
+        std = np.sqrt(np.diag(cov))
+        value = float(cov[i, j] / std[i] / std[j])
+    return value if math.isnan(value) else min(1.0, max(-1.0, value))
 
 
 def average_ranks(x) -> np.ndarray:

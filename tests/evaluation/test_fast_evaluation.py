@@ -10,7 +10,15 @@ from scipy.stats import spearmanr
 
 from seqrank.evaluation import SOREvaluator, image_metrics, make_record
 from seqrank.evaluation.evaluator import encode_rle
-from seqrank.evaluation.metrics import METRIC_NAMES, quiet_numerics, spearman, summarize_maps
+from seqrank.evaluation.metrics import (
+    METRIC_NAMES,
+    _nonzero_count,
+    _pearson,
+    pack_rows,
+    quiet_numerics,
+    spearman,
+    summarize_maps,
+)
 from tests.evaluation.test_metrics import ref_image_metrics, same
 
 
@@ -105,3 +113,56 @@ def test_evaluator_matches_per_image_functions():
     for got, ref in zip(evaluator._per_image, expected):
         for key in METRIC_NAMES:
             assert same(got[key], ref[key], 1e-12), key
+
+
+@pytest.mark.parametrize("width", [64, 128, 640])
+def test_rows_without_padding_take_the_flat_packing(width):
+    rng = np.random.default_rng(width)
+    bits = rng.random((3, 7, width)) < 0.4
+    bits[1, :, :] = False
+    bits[2, 0, 0] = True
+    padded = np.packbits(bits, axis=-1).view(np.uint64)
+    np.testing.assert_array_equal(pack_rows(bits), padded)
+    strided = np.repeat(bits, 2, axis=2)[:, :, ::2]  # same values, not contiguous
+    np.testing.assert_array_equal(pack_rows(strided), padded)
+    assert encode_rle(bits) == _coco_rles(bits)
+
+
+def test_pearson_is_bit_identical_to_corrcoef():
+    rng = np.random.default_rng(3)
+    for _ in range(3000):
+        n = int(rng.integers(2, 14))
+        x = rng.integers(0, int(rng.integers(1, 12)), n).astype(np.float64)
+        y = rng.permutation(x) if rng.random() < 0.3 else rng.integers(0, 9, n).astype(float)
+        for i, j in ((0, 1), (1, 0)):
+            with quiet_numerics():
+                expected = float(np.corrcoef(x, y)[i, j])
+            got = _pearson(x, y, i, j)
+            assert got == expected or (math.isnan(got) and math.isnan(expected)), (x, y)
+
+
+def test_stacked_and_listed_maps_summarize_alike():
+    rng = np.random.default_rng(4)
+    maps = np.stack(_ellipses(rng, 4, 30, 128))
+    for variant in (maps, maps * 0.7):
+        stacked, listed = summarize_maps(variant), summarize_maps(list(variant))
+        np.testing.assert_array_equal(stacked.words, listed.words)
+        np.testing.assert_array_equal(stacked.areas, listed.areas)
+        assert (stacked.union is None) == (listed.union is None) == (variant is maps)
+
+
+def test_nonzero_count_counts_bit_patterns_for_every_layout():
+    rng = np.random.default_rng(5)
+    maps = (rng.random((3, 9, 70)) < 0.3).astype(np.float32)
+    maps[0, 0, :3] = [-0.0, np.nan, 0.5]
+    ints = np.nan_to_num(maps)
+    variants = [maps, maps[1], maps[:, :, ::2], maps.transpose(0, 2, 1), maps.astype(np.float64)]
+    variants += [ints.astype(np.int32), ints.astype(np.uint32), ints.astype(np.uint8) > 0]
+    for m in variants:
+        expected = np.count_nonzero(m.view(f"u{m.itemsize}") if m.dtype != bool else m)
+        assert _nonzero_count(m) == expected, (m.dtype, m.shape, m.strides)
+    assert _nonzero_count(np.zeros((0, 4, 4), np.float32)) == 0
+    assert _nonzero_count(np.array([["a"]])) is None
+    # -0.0 is not 1.0 yet nonzero: such maps take the general path, with the same metrics
+    signed = np.where(maps[1:] > 0, maps[1:], np.float32(-0.0))
+    assert summarize_maps(signed).union is not None
