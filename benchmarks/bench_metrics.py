@@ -3,9 +3,10 @@
 Both sides score the same seeded synthetic images (H x W = 480 x 640 by default, 1-8 ellipse /
 blob GT objects, 0-10 predictions: noisy copies of GT objects in a perturbed order plus spurious
 blobs) under protocol ``seqrank`` (shared/spec/METRICS.md) and build the same results-file
-records (RLE masks). The baseline computes every IoU with its own pass over the full-resolution
-maps. Images are generated one at a time and each is handed to both sides in alternating order,
-so load from other processes hits both alike. The aggregated metrics must be identical.
+records (RLE masks). The baseline, :mod:`seqrank.evaluation.reference`, computes every IoU with
+its own pass over the full-resolution maps. Images are generated one at a time and each is
+handed to both sides in alternating order, so load from other processes hits both alike. The
+aggregated metrics must be identical.
 
 Usage: ``python -m benchmarks.bench_metrics [--images 500] [--height 480] [--width 640]``.
 The last line is ``ratio: <project throughput / baseline throughput>``.
@@ -20,11 +21,10 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from scipy.optimize import linear_sum_assignment
-from scipy.stats import spearmanr
 
 from seqrank.evaluation import SOREvaluator
-from seqrank.evaluation.metrics import METRIC_NAMES, quiet_numerics
+from seqrank.evaluation.metrics import METRIC_NAMES
+from seqrank.evaluation.reference import reference_image_metrics
 
 # ---------------------------------------------------------------------------- synthetic data
 
@@ -127,85 +127,6 @@ def make_image(rng, height, width, index):
 # ---------------------------------------------------------------------------- baseline
 
 
-def _iou(pred, gt):
-    """IoU of one pair, recomputed on the full-resolution maps."""
-    p = pred > 0.5
-    g = gt > 0.5
-    return np.logical_and(p, g).sum() / (np.logical_or(p, g).sum() + 1e-6)
-
-
-def _baseline_sa_sor(iou, rows, cols):
-    n, m = iou.shape
-    gt_ranks, pred_ranks = [], []
-    for i, j in zip(rows, cols):
-        if iou[i, j] > 0.5:
-            gt_ranks.append(n - i)
-            pred_ranks.append(m - j)
-    for r in range(1, n + 1):
-        if r not in gt_ranks:
-            gt_ranks.append(r)
-            pred_ranks.append(0)
-    return float(np.corrcoef(gt_ranks, pred_ranks)[0, 1])
-
-
-def _baseline_sor(preds, gts, thres):
-    n, m = len(gts), len(preds)
-    gt_ranks, pred_ranks = [], []
-    for i, g in enumerate(gts):
-        for j, p in enumerate(preds):
-            if _iou(p, g) > thres:
-                gt_ranks.append(n - i)
-                pred_ranks.append(m - j)
-                break
-    if not gt_ranks:
-        return float("nan")
-    if len(gt_ranks) == 1:
-        return 1.0
-    return float((spearmanr(pred_ranks, gt_ranks)[0] + 1) / 2)
-
-
-def _baseline_union(preds, gts):
-    pred_union = np.max(np.stack(preds), axis=0)
-    gt_union = np.max(np.stack(gts), axis=0)
-    pb, gb = pred_union > 0.5, gt_union > 0.5
-    tp = float(np.sum(pb & gb))
-    fp = float(np.sum(pb & ~gb))
-    fn = float(np.sum(~pb & gb))
-    precision = tp / (tp + fp + 1e-6)
-    recall = tp / (tp + fn + 1e-6)
-    return {
-        "mae": float(np.mean(np.abs(pred_union - gt_union))),
-        "acc": float(1 - np.sum(pb ^ gb) / pb.size),
-        "fbeta": float(1.3 * precision * recall / (0.3 * precision + recall + 1e-6)),
-        "iou": float(tp / (np.sum(pb | gb) + 1e-6)),
-    }
-
-
-def baseline_image(preds, gts, thres=0.5):
-    """Every protocol ``seqrank`` metric of one image, one IoU at a time."""
-    if len(preds) == 0:
-        preds = [np.zeros_like(gts[0])]
-    n, m = len(gts), len(preds)
-    iou = np.zeros((n, m))
-    for i in range(n):
-        for j in range(m):
-            iou[i, j] = _iou(preds[j], gts[i])
-    rows, cols = linear_sum_assignment(1.0 - iou)
-    matched = sum(1.0 for i, j in zip(rows, cols) if iou[i, j] > thres)
-    out = _baseline_union(preds, gts)
-    with quiet_numerics():
-        out["sa_sor"] = _baseline_sa_sor(iou, rows, cols)
-        out["sor"] = _baseline_sor(preds, gts, thres)
-    out["ap"] = (matched + 1e-12) / (m + 1e-12)
-    out["ar"] = (matched + 1e-12) / (n + 1e-12)
-    for k in range(1, 6):
-        if n >= k and m >= k:
-            out[f"top{k}"] = float(_iou(preds[k - 1], gts[k - 1]) >= 0.5)
-        else:
-            out[f"top{k}"] = 0.0 if n >= k else None
-    return out
-
-
 def baseline_record(output):
     rles = []
     for mask in output["masks"]:
@@ -240,7 +161,7 @@ class Baseline:
         for inp, out in zip(inputs, outputs):
             self.records.append(baseline_record(out))
             gts = list(inp["masks"].numpy())
-            self.per_image.append(baseline_image(list(out["masks"]), gts))
+            self.per_image.append(reference_image_metrics(list(out["masks"]), gts))
 
     def evaluate(self):
         return baseline_aggregate(self.per_image)

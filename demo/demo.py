@@ -46,6 +46,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 import seqrank  # noqa: E402,F401  (registers the SeqRank model components)
 from seqrank.data.image_io import read_rgb  # noqa: E402
 from seqrank.predictor import add_predictor_arguments, build_predictor_from_args  # noqa: E402
+from seqrank.utils.cli_logging import setup_cli_logging  # noqa: E402
 from seqrank.utils.results_file import atomic_write_bytes  # noqa: E402
 from seqrank.utils.visualize import (  # noqa: E402
     encode_png,
@@ -239,11 +240,7 @@ def run(args):
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="[%(asctime)s %(name)s] %(levelname)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    setup_cli_logging(timestamps=True)
     with logging_redirect_tqdm():
         processed = run(args)
     return 0 if processed else 1

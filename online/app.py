@@ -53,6 +53,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from seqrank.predictor import add_predictor_arguments, build_predictor_from_args
+from seqrank.utils.cli_logging import setup_cli_logging
 from seqrank.utils.visualize import encode_png, ranked_objects, render_overlay, render_rank_colormap
 
 __all__ = ["MAX_PIXELS", "UploadError", "create_app", "decode_upload", "main"]
@@ -282,11 +283,7 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="[%(asctime)s %(name)s] %(levelname)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    setup_cli_logging(timestamps=True)
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
     try:
         predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)

@@ -15,6 +15,7 @@ import logging
 import sys
 
 from seqrank.data.synthetic import make_synthetic_sor
+from seqrank.utils.cli_logging import setup_cli_logging
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_cli_logging()
     try:
         target = make_synthetic_sor(
             args.root,

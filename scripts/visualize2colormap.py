@@ -17,6 +17,7 @@ import sys
 import cv2
 from tqdm import tqdm
 
+from seqrank.utils.cli_logging import setup_cli_logging
 from seqrank.utils.colormap import render_colormap
 from seqrank.utils.results_file import (
     ResultsFileError,
@@ -72,7 +73,7 @@ def visualize(results_path, output_dir):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_cli_logging()
     try:
         visualize(args.path, args.output)
     except (ResultsFileError, OSError) as exc:

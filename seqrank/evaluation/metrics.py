@@ -179,9 +179,21 @@ def _popcount(words: np.ndarray) -> np.ndarray:
     return counts.sum(axis=-1, dtype=np.int64)
 
 
-def _intersections(gt_words: np.ndarray, pred_words: np.ndarray) -> np.ndarray:
+def _intersections(
+    gt_words: np.ndarray, pred_words: np.ndarray, support: Optional[np.ndarray] = None
+) -> np.ndarray:
     """N x M pixel counts of ``g AND p`` from N x L and M x L packed maps, a few GT rows at a
-    time."""
+    time.
+
+    ``support``: optional L words outside of which no pair intersects (the AND of the GT union
+    and the prediction union). Objects cover a small part of an image, so when most of its words
+    are zero only the others are gathered and counted.
+    """
+    if support is not None:
+        keep = np.flatnonzero(support != 0)
+        if 2 * len(keep) < len(support):
+            gt_words = np.take(gt_words, keep, axis=1)
+            pred_words = np.take(pred_words, keep, axis=1)
     n, m = len(gt_words), len(pred_words)
     out = np.zeros((n, m), dtype=np.int64)
     rows = max(1, _PAIR_WORDS // max(1, m * gt_words.shape[1]))
@@ -320,9 +332,20 @@ def union_metrics(preds, gts) -> Dict[str, float]:
     return _union_metrics(preds, gts)
 
 
-def _union_metrics(preds: MapSummary, gts: MapSummary) -> Dict[str, float]:
-    pb = np.bitwise_or.reduce(preds.flat_words(), axis=0)
-    gb = np.bitwise_or.reduce(gts.flat_words(), axis=0)
+def _union_words(maps: MapSummary) -> np.ndarray:
+    """The OR of the K packed maps: L words."""
+    return np.bitwise_or.reduce(maps.flat_words(), axis=0)
+
+
+def _union_metrics(
+    preds: MapSummary,
+    gts: MapSummary,
+    pb: Optional[np.ndarray] = None,
+    gb: Optional[np.ndarray] = None,
+) -> Dict[str, float]:
+    """Union metrics; ``pb`` / ``gb``: the :func:`_union_words` when already computed."""
+    pb = _union_words(preds) if pb is None else pb
+    gb = _union_words(gts) if gb is None else gb
     inter = int(_popcount(pb & gb))
     fp = int(_popcount(pb)) - inter
     fn = int(_popcount(gb)) - inter
@@ -392,11 +415,12 @@ def summary_metrics(
         empty = np.zeros((1,) + gts.words.shape[1:], dtype=np.uint64)
         preds = MapSummary(empty, preds.width, preds.union, np.zeros(1, dtype=np.int64))
     gt_words, pred_words = gts.flat_words(), preds.flat_words()
-    inter = _intersections(gt_words, pred_words)
+    pb, gb = _union_words(preds), _union_words(gts)
+    inter = _intersections(gt_words, pred_words, support=pb & gb)
     iou = _iou_from_counts(inter, gts.areas, preds.areas, IOU_EPS)
     rows, cols = linear_sum_assignment(1.0 - iou)
     matched = float(np.sum(iou[rows, cols] > thres))
-    result = _union_metrics(preds, gts)
+    result = _union_metrics(preds, gts, pb, gb)
     result["sa_sor"] = sa_sor(iou, rows, cols)
     result["sor"] = sor(iou, thres)
     result["ap"] = (matched + AGG_EPS) / (len(pred_words) + AGG_EPS)

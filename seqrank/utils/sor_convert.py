@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from seqrank.utils.cli_logging import setup_cli_logging
 from seqrank.utils.results_file import atomic_write_bytes
 
 __all__ = [
@@ -354,7 +355,7 @@ def run_cli(prog, convert, args, **options):
     ``options`` are extra ConvertOptions fields. Exits with a one-line ``"<prog>: error: ..."``
     message on a ConversionError or OSError.
     """
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_cli_logging()
     switches = ConvertOptions(
         link=args.link, keep_unranked=args.keep_unranked, dry_run=args.dry_run, **options
     )

@@ -12,6 +12,7 @@ from seqrank.evaluation import SOREvaluator, image_metrics, make_record
 from seqrank.evaluation.evaluator import encode_rle
 from seqrank.evaluation.metrics import (
     METRIC_NAMES,
+    _intersections,
     _nonzero_count,
     _pearson,
     pack_rows,
@@ -19,7 +20,8 @@ from seqrank.evaluation.metrics import (
     spearman,
     summarize_maps,
 )
-from tests.evaluation.test_metrics import ref_image_metrics, same
+from seqrank.evaluation.reference import reference_image_metrics
+from tests.evaluation.test_metrics import same
 
 
 def _coco_rles(bits):
@@ -84,7 +86,7 @@ def test_binary_and_general_paths_equal_the_loop_reference(kind):
         elif kind == "probabilities":
             preds = [p * rng.uniform(0.4, 1.0) for p in preds]
         got = image_metrics(preds, gts)
-        expected = ref_image_metrics([np.asarray(p, np.float64) for p in preds], gts)
+        expected = reference_image_metrics([np.asarray(p, np.float64) for p in preds], gts)
         for key in METRIC_NAMES:
             assert same(got[key], expected[key], 1e-12), (kind, key, got[key], expected[key])
 
@@ -109,7 +111,7 @@ def test_evaluator_matches_per_image_functions():
         evaluator.process([inp], [out])
         assert evaluator._records[-1]["masks"] == _coco_rles(np.array(preds) > 0.5)
         if gts:
-            expected.append(ref_image_metrics(preds, gts))
+            expected.append(reference_image_metrics(preds, gts))
     for got, ref in zip(evaluator._per_image, expected):
         for key in METRIC_NAMES:
             assert same(got[key], ref[key], 1e-12), key
@@ -166,3 +168,29 @@ def test_nonzero_count_counts_bit_patterns_for_every_layout():
     # -0.0 is not 1.0 yet nonzero: such maps take the general path, with the same metrics
     signed = np.where(maps[1:] > 0, maps[1:], np.float32(-0.0))
     assert summarize_maps(signed).union is not None
+
+
+def test_intersections_on_the_shared_support_equal_the_full_count():
+    rng = np.random.default_rng(6)
+    overlaps = 0
+    for trial in range(30):
+        h, w = 40, 200
+        gts = np.zeros((int(rng.integers(1, 4)), h, w), bool)
+        preds = np.zeros((int(rng.integers(1, 4)), h, w), bool)
+        for m in gts:
+            y, x = rng.integers(0, h - 5), rng.integers(0, w - 20)
+            m[y : y + rng.integers(1, 6), x : x + rng.integers(1, 20)] = True
+        for m in preds:  # shifted copies of GT objects
+            m[:] = np.roll(gts[rng.integers(len(gts))], rng.integers(-3, 4, 2), axis=(0, 1))
+        if trial == 0:
+            preds[:] = False  # empty support
+        g = summarize_maps(gts).flat_words()
+        p = summarize_maps(preds).flat_words()
+        support = np.bitwise_or.reduce(g, axis=0) & np.bitwise_or.reduce(p, axis=0)
+        assert 2 * np.count_nonzero(support) < support.size
+        flat_g, flat_p = gts.reshape(len(gts), -1), preds.reshape(len(preds), -1)
+        expected = flat_g.astype(np.int64) @ flat_p.T.astype(np.int64)
+        overlaps += int((expected > 1).sum())
+        np.testing.assert_array_equal(_intersections(g, p, support), expected)
+        np.testing.assert_array_equal(_intersections(g, p), expected)
+    assert overlaps > 5

@@ -4,10 +4,9 @@ import math
 
 import numpy as np
 import pytest
-from scipy.optimize import linear_sum_assignment
-from scipy.stats import spearmanr
 
-from seqrank.evaluation.metrics import METRIC_NAMES, aggregate, image_metrics, quiet_numerics
+from seqrank.evaluation.metrics import METRIC_NAMES, aggregate, image_metrics
+from seqrank.evaluation.reference import reference_image_metrics
 
 NAN = float("nan")
 
@@ -126,67 +125,6 @@ def test_binarisation_is_strict():
 # --------------------------------------------------------------------------- loop reference
 
 
-def ref_iou(p, g):
-    p, g = p > 0.5, g > 0.5
-    return np.sum(np.logical_and(p, g)) / (np.sum(np.logical_or(p, g)) + 1e-6)
-
-
-def ref_image_metrics(preds, gts, thres=0.5):
-    """Straightforward per-pair transcription of METRICS.md §2."""
-    if len(preds) == 0:
-        preds = [np.zeros_like(gts[0])]
-    n, m = len(gts), len(preds)
-    cost = np.zeros((n, m))
-    for i in range(n):
-        for j in range(m):
-            cost[i, j] = 1 - ref_iou(preds[j], gts[i])
-    rows, cols = linear_sum_assignment(cost)
-    gt_r, pred_r, matched = [], [], 0
-    for i, j in zip(rows, cols):
-        if 1 - cost[i, j] > thres:
-            matched += 1
-        if 1 - cost[i, j] > 0.5:
-            gt_r.append(n - i)
-            pred_r.append(m - j)
-    for r in range(1, n + 1):
-        if r not in gt_r:
-            gt_r.append(r)
-            pred_r.append(0)
-    with quiet_numerics():
-        sa = float(np.corrcoef(gt_r, pred_r)[0, 1])
-    pairs = []
-    for i in range(n):
-        for j in range(m):
-            if ref_iou(preds[j], gts[i]) > thres:
-                pairs.append((n - i, m - j))
-                break
-    if len(pairs) >= 2:
-        with quiet_numerics():
-            so = (spearmanr([p[1] for p in pairs], [p[0] for p in pairs])[0] + 1) / 2
-    else:
-        so = 1.0 if pairs else NAN
-    pu, gu = np.max(preds, axis=0), np.max(gts, axis=0)
-    pb, gb = pu > 0.5, gu > 0.5
-    tp, fp, fn = np.sum(pb & gb), np.sum(pb & ~gb), np.sum(~pb & gb)
-    prec, rec = tp / (tp + fp + 1e-6), tp / (tp + fn + 1e-6)
-    out = {
-        "mae": np.mean(np.abs(pu - gu)),
-        "acc": 1 - np.sum(np.logical_xor(pb, gb)) / pb.size,
-        "fbeta": 1.3 * prec * rec / (0.3 * prec + rec + 1e-6),
-        "iou": ref_iou(pu, gu),
-        "sa_sor": sa,
-        "sor": so,
-        "ap": (matched + 1e-12) / (m + 1e-12),
-        "ar": (matched + 1e-12) / (n + 1e-12),
-    }
-    for k in range(1, 6):
-        if n >= k and m >= k:
-            out[f"top{k}"] = 1.0 if ref_iou(preds[k - 1], gts[k - 1]) >= 0.5 else 0.0
-        else:
-            out[f"top{k}"] = 0.0 if n >= k else None
-    return out
-
-
 def random_image(rng, h=12, w=16):
     """GT rectangles plus predictions that are noisy, shuffled copies and random extras."""
 
@@ -211,6 +149,6 @@ def test_vectorised_equals_loop_reference():
     for trial in range(300):
         preds, gts = random_image(rng)
         thres = 0.3 if trial % 3 == 0 else 0.5
-        got, ref = image_metrics(preds, gts, thres), ref_image_metrics(preds, gts, thres)
+        got, ref = image_metrics(preds, gts, thres), reference_image_metrics(preds, gts, thres)
         for key in METRIC_NAMES:
             assert same(got[key], ref[key], 1e-12), (key, got[key], ref[key])
