@@ -1,0 +1,44 @@
+"""The benchmark scripts run end to end (tiny sizes) and end with their ``ratio:`` line.
+
+Only that they run, check their results and report is tested here; the speed targets live in
+the benchmarks themselves (benchmarks/README.md), never in timed tests.
+"""
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import REPO, require_shared
+
+
+def _run(module, *args):
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"ratio: \d+\.\d\d", last), done.stdout[-2000:]
+    return done.stdout
+
+
+def test_bench_metrics_runs_and_checks_identical_results():
+    out = _run("bench_metrics", "--images", "12", "--height", "48", "--width", "80")
+    assert "aggregated metrics identical" in out
+    assert re.search(r"^project\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M)
+
+
+def test_bench_inference_runs_the_headline_setting_with_parity():
+    require_shared()
+    out = _run("bench_inference", "--only", "tiny", "--sizes", "200", "--reps", "1")
+    assert out.count("parity: min mask IoU") == 2  # batch 1 and batch 4
+    assert "project vs one-by-one" in out and "headline setting: tiny@200" in out
+
+
+def test_bench_inference_filtered_run_still_reports_a_ratio():
+    require_shared()
+    out = _run("bench_inference", "--only", "tiny", "--sizes", "384", "--reps", "1")
+    assert "headline setting not run; the ratio is for tiny@384 b1" in out
