@@ -18,10 +18,12 @@ import logging
 import os
 import pickle
 import sys
-import tempfile
 from collections import OrderedDict
 
 import torch
+
+from seqrank.modeling.backbone.resnet import convert_torchvision_resnet_state_dict
+from seqrank.utils.atomic_io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -96,23 +98,13 @@ def convert(state_dict, arch="swin"):
     """Return ``(converted state dict, dropped keys)`` for the given architecture."""
     if arch == "swin":
         return convert_swin_state_dict(state_dict)
-    from seqrank.modeling.backbone.resnet import convert_torchvision_resnet_state_dict
-
     return convert_torchvision_resnet_state_dict(state_dict, prefix=PREFIX)
 
 
 def save_atomic(obj, path):
     """torch.save ``obj`` to a temporary file beside ``path``, then rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _summarise_dropped(dropped):

@@ -26,7 +26,8 @@ from seqrank.data import register_sor_datasets
 from seqrank.engine.setup import build_cfg
 from seqrank.evaluation import write_json_atomic
 from seqrank.evaluation.results_eval import PROTOCOLS, evaluate_results
-from seqrank.utils.results_file import ResultsFileError, atomic_write_bytes, load_results
+from seqrank.utils.atomic_io import atomic_write_bytes
+from seqrank.utils.results_file import ResultsFileError, load_results
 
 logger = logging.getLogger("seqrank.evaluation_tool")
 

@@ -17,14 +17,10 @@ import sys
 import cv2
 from tqdm import tqdm
 
+from seqrank.utils.atomic_io import atomic_write_bytes
 from seqrank.utils.cli_logging import setup_cli_logging
 from seqrank.utils.colormap import render_colormap
-from seqrank.utils.results_file import (
-    ResultsFileError,
-    atomic_write_bytes,
-    decode_masks,
-    load_results,
-)
+from seqrank.utils.results_file import ResultsFileError, decode_masks, load_results
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .utils.atomic_io import atomic_write, atomic_write_bytes
+
 __all__ = [
     "CheckpointMismatchError",
     "SeqRankCheckpointer",
@@ -93,17 +95,6 @@ def _culprit(exc):
     return "unsupported global"
 
 
-def _atomic_write(path, write):
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _backbone_only(state):
     return bool(state) and all(k.startswith("backbone.") for k in state)
 
@@ -127,12 +118,12 @@ class SeqRankCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", path)
-        _atomic_write(path, lambda f: torch.save(data, f))
+        atomic_write(path, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
         path = os.path.join(self.save_dir, "last_checkpoint")
-        _atomic_write(path, lambda f: f.write(last_filename_basename.encode()))
+        atomic_write_bytes(path, last_filename_basename.encode())
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):

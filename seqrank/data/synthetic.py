@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..utils.atomic_io import atomic_write_bytes, current_umask
 from .datasets import register_sor_dataset
 
 __all__ = [
@@ -509,14 +510,6 @@ def _is_cached(target, name, comment, counts):
     return True
 
 
-def _write_json(path, content):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(content, f)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def _write_split(directory, name, split, count, seed, size, comment, progress):
     height, width = size
     image_dir = os.path.join(directory, "images", split)
@@ -532,13 +525,8 @@ def _write_split(directory, name, split, count, seed, size, comment, progress):
             f.write(encoded.tobytes())
         records.append(scene_to_record(scene, image_name))
     content = {"__comment__": comment, "data": records}
-    _write_json(os.path.join(directory, f"{name}_{split}.json"), content)
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    text = json.dumps(content) + "\n"
+    atomic_write_bytes(os.path.join(directory, f"{name}_{split}.json"), text.encode("utf-8"))
 
 
 def _swap_in(tmp_dir, target):
@@ -595,7 +583,7 @@ def make_synthetic_sor(
     tmp_dir = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
     try:
         # mkdtemp creates the folder 0700; the dataset should get the mode of a plain mkdir.
-        os.chmod(tmp_dir, 0o777 & ~_umask())
+        os.chmod(tmp_dir, 0o777 & ~current_umask())
         for split, count in counts.items():
             _write_split(tmp_dir, name, split, count, seed, (height, width), comment, progress)
         _swap_in(tmp_dir, target)

@@ -18,6 +18,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tabulate import tabulate
 
+from ..utils.atomic_io import atomic_write_bytes
 from ..utils.results_file import save_results
 from .metrics import aggregate, pack_rows, summarize_maps, summary_metrics, unpack_rows
 
@@ -136,10 +137,7 @@ def write_json_atomic(path, obj):
 
     NaN values are written as ``null`` (strict JSON)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(_json_safe(obj), f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(_json_safe(obj), indent=1).encode("utf-8"))
 
 
 class SOREvaluator(DatasetEvaluator):

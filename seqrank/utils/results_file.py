@@ -6,19 +6,18 @@ A results file is ``torch.save`` of a dict ``image_name -> record`` where a reco
 H x W below is the size of an image (every mask of a record has the image's size).
 """
 
-import io
 import os
 import pickle
-import tempfile
 import zipfile
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
+from .atomic_io import atomic_write
+
 __all__ = [
     "ResultsFileError",
-    "atomic_write_bytes",
     "decode_masks",
     "encode_mask",
     "load_results",
@@ -28,35 +27,6 @@ __all__ = [
 
 class ResultsFileError(ValueError):
     """A results file is missing, unreadable or not structured as described above."""
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
-
-    The temporary file lives in the destination directory because ``os.replace`` is only atomic
-    within one file system; it is removed if anything fails.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; give it the mode a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load_results(path):
@@ -126,6 +96,4 @@ def encode_mask(mask):
 
 def save_results(path, results):
     """``torch.save`` a results dict to ``path`` atomically (no partial file on failure)."""
-    buffer = io.BytesIO()
-    torch.save(results, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, lambda f: torch.save(results, f))

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from seqrank.utils.atomic_io import atomic_write_bytes
 from seqrank.utils.cli_logging import setup_cli_logging
-from seqrank.utils.results_file import atomic_write_bytes
 
 __all__ = [
     "ConversionError",

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from seqrank.utils.atomic_io import atomic_write_bytes
 from seqrank.utils.results_file import (
     ResultsFileError,
-    atomic_write_bytes,
     decode_masks,
     encode_mask,
     load_results,
