@@ -12,10 +12,13 @@ from functools import lru_cache
 
 import torch
 from detectron2.config import get_cfg
+from detectron2.modeling import build_model
 from PIL import Image
 
+from seqrank.checkpoint import SeqRankCheckpointer
 from seqrank.config import add_seqrank_config, merge_config_file
 from seqrank.data.datasets import load_sor_json
+from seqrank.engine import build_cfg
 from tests.conftest import PARITY, REPO, require_shared
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "official_cfg",
     "parity_cfg",
     "run_converter_cli",
+    "parity_model",
     "seqrank_cfg",
     "write_jpeg",
 ]
@@ -49,6 +53,15 @@ def parity_cfg():
     """Config of the tiny parity model (``reference/parity_fpn``)."""
     require_shared()
     return merge_config_file(seqrank_cfg(), str(PARITY / "config.yaml"))
+
+
+def parity_model(*opts):
+    """``(cfg, model)``: the parity config on CPU with ``opts``, its checkpoint loaded."""
+    require_shared()
+    cfg = build_cfg(str(PARITY / "config.yaml"), ["MODEL.DEVICE", "cpu", *opts])
+    model = build_model(cfg)
+    SeqRankCheckpointer(model).load(str(PARITY / "checkpoint.pth"))
+    return cfg, model
 
 
 @lru_cache(maxsize=None)

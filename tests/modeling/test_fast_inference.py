@@ -6,13 +6,13 @@ import torch
 from detectron2.modeling import build_model
 
 import seqrank  # noqa: F401
-from seqrank.checkpoint import SeqRankCheckpointer
 from seqrank.data.datasets import load_sor_json
 from seqrank.data.mapper import SORDatasetMapper
 from seqrank.engine import build_cfg
 from seqrank.modeling.components import Attention
 from seqrank.modeling.ranking import SequentialRankingModule
 from tests.conftest import PARITY
+from tests.helpers import parity_model
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,8 @@ def parity_setup():
     # One thread: these tiny ops gain nothing from two, and lose a lot on a shared machine.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    cfg = build_cfg(str(PARITY / "config.yaml"), ["MODEL.DEVICE", "cpu"])
-    model = build_model(cfg).eval()
-    SeqRankCheckpointer(model).load(str(PARITY / "checkpoint.pth"))
+    cfg, model = parity_model()
+    model.eval()
     records = load_sor_json(
         str(PARITY / "datasets" / "assr" / "assr_test.json"),
         str(PARITY / "datasets" / "assr" / "images" / "test"),

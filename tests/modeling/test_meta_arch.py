@@ -4,20 +4,15 @@ import json
 
 import pytest
 import torch
-from detectron2.modeling import build_model
 
 import seqrank  # noqa: F401
-from seqrank.checkpoint import SeqRankCheckpointer
-from seqrank.engine import build_cfg
 from tests.conftest import PARITY
+from tests.helpers import parity_model
 
 
-@pytest.fixture(scope="module")
-def parity_model():
-    cfg = build_cfg(str(PARITY / "config.yaml"), ["MODEL.DEVICE", "cpu"])
-    model = build_model(cfg)
-    SeqRankCheckpointer(model).load(str(PARITY / "checkpoint.pth"))
-    return cfg, model
+@pytest.fixture(scope="module", name="parity_model")
+def parity_model_fixture():
+    return parity_model()
 
 
 def test_train_losses_match_original(parity_model):
@@ -58,11 +53,7 @@ def test_inference_output_format(parity_model):
 
 
 def test_exclude_ranked_flag_never_repeats_queries():
-    cfg = build_cfg(
-        str(PARITY / "config.yaml"), ["MODEL.DEVICE", "cpu", "MODEL.SEQRANK.EXCLUDE_RANKED", "True"]
-    )
-    model = build_model(cfg)
-    SeqRankCheckpointer(model).load(str(PARITY / "checkpoint.pth"))
+    _, model = parity_model("MODEL.SEQRANK.EXCLUDE_RANKED", "True")
     model.eval()
     image = torch.rand(3, 200, 200) * 255
     (res,) = model([{"image": image, "height": 50, "width": 50}])
