@@ -19,6 +19,7 @@ from detectron2.utils import comm
 
 import seqrank  # noqa: F401  (registers the model components)
 from seqrank.checkpoint import CheckpointMismatchError, UntrustedCheckpointError
+from seqrank.cli import exit_on_sigterm
 from seqrank.engine import Trainer, setup
 
 logger = logging.getLogger("seqrank")
@@ -45,6 +46,7 @@ def build_parser():
 
 
 def main(args):
+    exit_on_sigterm()
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.load_for_eval(cfg, resume=args.resume)
@@ -59,6 +61,7 @@ def main(args):
 
 def cli(argv=None):
     args = build_parser().parse_args(argv)
+    exit_on_sigterm(forward_to_children=args.num_gpus * args.num_machines > 1)
     try:
         launch(
             main,

@@ -12,8 +12,9 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint import TRUST_ENV
 from ..config import add_seqrank_config, merge_config_file
 from ..data import register_sor_datasets
+from ..utils.atomic_io import remove_stale_temp_files
 
-__all__ = ["build_cfg", "fit_to_machine", "setup"]
+__all__ = ["build_cfg", "clean_output_dir", "fit_to_machine", "setup"]
 
 logger = logging.getLogger("seqrank")
 
@@ -54,6 +55,32 @@ def fit_to_machine(cfg):
     return notes
 
 
+def clean_output_dir(output_dir):
+    """Remove the temporary files of saves that a killed run left in ``output_dir`` (rank 0).
+
+    A run killed while writing a checkpoint leaves a partial, full-size ``.<name>.<random>.tmp``
+    behind; without this they pile up in OUTPUT_DIR across restarts.
+    """
+    if not comm.is_main_process() or not output_dir:
+        return
+    removed, in_use = remove_stale_temp_files(output_dir)
+    if removed:
+        logger.info(
+            "Removed %d stale temporary file(s) of interrupted saves from %s: %s",
+            len(removed),
+            output_dir,
+            ", ".join(removed),
+        )
+    if in_use:
+        logger.warning(
+            "%s: %d temporary file(s) are being written by another process (%s); is another run "
+            "using this OUTPUT_DIR?",
+            output_dir,
+            len(in_use),
+            ", ".join(in_use),
+        )
+
+
 def setup(args):
     """Build, freeze and register everything for a train_net.py run."""
     if getattr(args, "trust_checkpoint", False):
@@ -66,6 +93,7 @@ def setup(args):
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="seqrank", abbrev_name="sr")
     for note in notes:
         logger.warning(note)
+    clean_output_dir(cfg.OUTPUT_DIR)
     if (
         cfg.MODEL.DEVICE == "cpu"
         and comm.get_world_size() > 1
