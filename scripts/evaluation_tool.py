@@ -8,6 +8,10 @@ Example (the original README's command; the results file is passed as MODEL.WEIG
 
 ``--protocol`` adds the official IRSR SA-SOR and the ASSR SOR/MAE protocols; ``all`` prints them
 side by side. Writes ``<dataset>_metrics.json`` and ``<dataset>_metrics.csv`` to OUTPUT_DIR.
+
+Results files are checked before anything is decoded: LIMITS.MAX_MASK_PIXELS (default 100 Mpx per
+mask) and LIMITS.MAX_RECORD_PIXELS (400 Mpx per image) are config keys like any other. An input
+error ends with one line and exit code 1 (--debug shows the traceback).
 """
 
 import argparse
@@ -16,18 +20,18 @@ import io
 import logging
 import math
 import os
-import sys
 
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
+from seqrank.cli import ConfigError, add_debug_argument, debug_requested, user_errors
 from seqrank.data import register_sor_datasets
-from seqrank.engine.setup import build_cfg
+from seqrank.engine.setup import build_cfg, check_output_dir, check_registered
 from seqrank.evaluation import write_json_atomic
 from seqrank.evaluation.results_eval import PROTOCOLS, evaluate_results
 from seqrank.utils.atomic_io import atomic_write_bytes
-from seqrank.utils.results_file import ResultsFileError, load_results
+from seqrank.utils.results_file import MaskLimits, load_results
 
 logger = logging.getLogger("seqrank.evaluation_tool")
 
@@ -52,6 +56,7 @@ def build_parser():
         default="seqrank",
         help="metric protocol(s); default: seqrank",
     )
+    add_debug_argument(parser)
     parser.epilog = "Any other arguments are config overrides given as KEY VALUE pairs."
     return parser
 
@@ -118,14 +123,26 @@ def _write_outputs(output_dir, dataset, metrics_by_protocol, nested):
 
 def evaluate(args):
     cfg = build_cfg(args.config_file or None, args.opts)
+    if not cfg.MODEL.WEIGHTS:
+        raise ConfigError("MODEL.WEIGHTS must name the results file (*_coco_format.pth)")
+    if not cfg.DATASETS.TEST:
+        raise ConfigError("DATASETS.TEST is empty: nothing to evaluate")
     register_sor_datasets(cfg.DATASETS.ROOT, cfg.DATASETS.TEST)
-    results = load_results(cfg.MODEL.WEIGHTS)
+    check_registered(cfg, ("TEST",))
+    check_output_dir(cfg.OUTPUT_DIR)
+    limits = MaskLimits.from_cfg(cfg)
+    results = load_results(cfg.MODEL.WEIGHTS, limits)
     protocols = (
         PROTOCOLS if args.protocol == "all" else tuple(dict.fromkeys(("seqrank", args.protocol)))
     )
     for dataset in cfg.DATASETS.TEST:
         metrics, missing = evaluate_results(
-            results, DatasetCatalog.get(dataset), protocols, cfg.TEST.THRESHOLD
+            results,
+            DatasetCatalog.get(dataset),
+            protocols,
+            cfg.TEST.THRESHOLD,
+            limits=limits,
+            source=cfg.MODEL.WEIGHTS,
         )
         if missing:
             logger.warning(
@@ -143,10 +160,9 @@ def evaluate(args):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger(name="seqrank")
-    try:
+    # OSError: an output file that cannot be written (its message names the file).
+    with user_errors("evaluation_tool", debug_requested(args), also=(OSError,)):
         evaluate(args)
-    except (ResultsFileError, FileNotFoundError, ValueError, KeyError) as exc:
-        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["read_rgb"]
+from ..cli import MissingFileError, SeqRankUserError
+
+__all__ = ["ImageReadError", "pil_to_rgb", "read_image_size", "read_rgb"]
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +19,35 @@ _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 # Paths whose EXIF orientation was ignored; remembered so that the warning appears once per file
 # instead of once per epoch.
 _EXIF_WARNED = set()
+# EXIF orientations that swap width and height (transposes and 90-degree rotations).
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+class ImageReadError(SeqRankUserError, ValueError):
+    """An image file exists but cannot be decoded (not an image, truncated, too large, ...)."""
+
+
+def read_image_size(path):
+    """``(stored, displayed)`` sizes (height, width) of an image, from its header only.
+
+    ``displayed`` is the size after EXIF orientation (equal to ``stored`` without one). Nothing
+    is decoded, so this is how an image's size is checked before allocating for it.
+
+    Raises:
+        MissingFileError (a FileNotFoundError): the file does not exist.
+        ImageReadError (a ValueError): the header cannot be read.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingFileError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(0x0112)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc}") from None
+    swapped = orientation in _SWAPPING_ORIENTATIONS
+    return (height, width), ((width, height) if swapped else (height, width))
 
 
 def read_rgb(path, expected_hw=None):
@@ -28,18 +59,19 @@ def read_rgb(path, expected_hw=None):
     original training code never applied EXIF orientation either.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file exists but cannot be decoded (not an image, truncated, ...).
+        MissingFileError (a FileNotFoundError): the file does not exist.
+        ImageReadError (a ValueError): the file exists but cannot be decoded (not an image,
+            truncated, ...).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise MissingFileError(f"image file not found: {path}")
     try:
         with Image.open(path) as img:
             img.load()
             transposed = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
+        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
     chosen = _choose_orientation(path, img, transposed, expected_hw)
     return _to_rgb_array(chosen)
 
@@ -60,6 +92,11 @@ def _choose_orientation(path, raw, transposed, expected_hw):
             )
         return raw
     return transposed
+
+
+def pil_to_rgb(img):
+    """A PIL image of any mode (16-bit included) as an RGB uint8 array H x W x 3."""
+    return _to_rgb_array(img)
 
 
 def _to_rgb_array(img):
