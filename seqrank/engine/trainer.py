@@ -4,13 +4,19 @@ checkpointer, and DistributedDataParallel that also works for CPU processes (GLO
 import logging
 import weakref
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import (
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import SeqRankCheckpointer
+from ..cli import ConfigError, SeqRankUserError, debug_requested
+from ..data.datasets import DatasetError
 from ..data import SORDatasetMapper
 from ..evaluation import SOREvaluator
 from .optimizer import build_seqrank_optimizer
@@ -30,9 +36,41 @@ def wrap_ddp(model):
     )
 
 
+class _OneLineUserErrors(logging.Filter):
+    """detectron2 logs any exception leaving the training loop with its traceback ("Exception
+    during training:"); input errors and a diverging loss are reported by train_net.py in one
+    line instead (the traceback stays available with --debug / SEQRANK_DEBUG=1)."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        quiet = isinstance(exc, (SeqRankUserError, FloatingPointError))
+        return not quiet or debug_requested()
+
+
+def _quiet_train_loop_tracebacks():
+    train_loop = logging.getLogger("detectron2.engine.train_loop")
+    if not any(isinstance(f, _OneLineUserErrors) for f in train_loop.filters):
+        train_loop.addFilter(_OneLineUserErrors())
+
+
+def training_records(cfg):
+    """The dataset dicts of DATASETS.TRAIN, as detectron2 would build them, with a one-line error
+    for an empty list of datasets or a dataset without usable records (detectron2 asserts)."""
+    names = tuple(cfg.DATASETS.TRAIN)
+    if not names:
+        raise ConfigError("DATASETS.TRAIN is empty; name a dataset, e.g. \"('assr_train',)\"")
+    try:
+        return get_detection_dataset_dicts(
+            names, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+        )
+    except AssertionError as exc:
+        raise DatasetError(f"DATASETS.TRAIN {names}: {exc} (no training records)") from None
+
+
 class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         TrainerBase.__init__(self)
+        _quiet_train_loop_tracebacks()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
@@ -63,7 +101,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=SORDatasetMapper(cfg, is_train=True))
+        return build_detection_train_loader(
+            cfg, mapper=SORDatasetMapper(cfg, is_train=True), dataset=training_records(cfg)
+        )
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
