@@ -24,15 +24,21 @@ Errors are JSON ``{"error": message}`` (an HTML page with the message for ``POST
 
 * 400: no multipart field ``file`` (e.g. a wrong field name), or an empty upload;
 * 413: the request is larger than ``--max-upload-mb`` (default 20), or the image has more than
-  ``MAX_PIXELS`` pixels;
+  ``--max-pixels`` pixels (default ``MAX_PIXELS``, 40 Mpx; read from the header, before decoding);
 * 415: the upload is not a decodable JPEG/PNG/BMP/GIF/TIFF/WebP image (other file types,
   truncated or corrupt images);
+* 503: the upload waited more than ``DECODE_WAIT_S`` seconds for a decoding slot;
 * 405: another method than POST on ``/api/rank``; 404: an unknown ``/api/`` path.
 
-Uploads stay in memory (nothing is written to disk). EXIF orientation is applied (as the
-terminal demo does; the original web demo ignored it). Images whose longer side exceeds
+Uploads stay in memory (nothing is written to disk). At most ``--max-concurrent-decodes``
+(default 2) uploads are decoded at once, the others wait: a 35 KB PNG can decode to 100 MB.
+EXIF orientation is applied (as the terminal demo does; the original web demo ignored it), and
+16-bit images are scaled to 8 bits like the data loader does. Images whose longer side exceeds
 ``--max-side`` (default 1600 px) are downscaled first: the model sees ``INPUT.FT_SIZE_TEST``
 pixels anyway, and full-resolution masks of a large photo would cost gigabytes.
+
+This is Flask's development server: for more than a few trusted users put it behind a reverse
+proxy (docs/SECURITY.md).
 """
 
 import argparse
@@ -46,12 +52,13 @@ import time
 import warnings
 
 import cv2
-import numpy as np
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.wrappers import Request
 from PIL import Image, ImageOps, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
+from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested, positive_int
+from seqrank.data.image_io import pil_to_rgb
 from seqrank.predictor import add_predictor_arguments, build_predictor_from_args
 from seqrank.utils.cli_logging import setup_cli_logging
 from seqrank.utils.visualize import encode_png, ranked_objects, render_overlay, render_rank_colormap
@@ -66,6 +73,9 @@ UPLOAD_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
 # Refuse decompression bombs before decoding: 40 Mpx RGB is already 120 MB of pixels.
 MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 1600
+# Uploads decoded at once; each may take up to MAX_PIXELS x 3 bytes (more for 16-bit images).
+MAX_CONCURRENT_DECODES = 2
+DECODE_WAIT_S = 120
 
 
 class UploadError(Exception):
@@ -90,29 +100,36 @@ def decode_upload(data, max_pixels=MAX_PIXELS):
     """Decode uploaded bytes into an H x W x 3 uint8 RGB array (EXIF orientation applied).
 
     Raises:
-        UploadError: 400 for empty data, 413 for too many pixels, 415 for undecodable data.
+        UploadError: 400 for empty data, 413 for too many pixels (checked on the header, before
+            decoding), 415 for undecodable data.
     """
     if not data:
         raise UploadError(400, "the uploaded file is empty: choose an image file")
     accepted = ", ".join(f.lower() for f in UPLOAD_FORMATS)
     try:
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise UploadError(
-                    413,
-                    f"the image is {width} x {height} = {width * height} pixels; "
-                    f"the limit is {max_pixels}",
-                )
+            _check_pixels(*img.size, max_pixels)
             img.load()
-            rgb = ImageOps.exif_transpose(img).convert("RGB")
+            return pil_to_rgb(ImageOps.exif_transpose(img))
+    except Image.DecompressionBombError:
+        # Pillow's own limit (beyond ours unless --max-pixels is raised) fires while opening.
+        raise UploadError(
+            413, f"the image has more pixels than the limit of {max_pixels}"
+        ) from None
     except UnidentifiedImageError:
         raise UploadError(
             415, f"the upload is not an image in a supported format ({accepted})"
         ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
         raise UploadError(415, f"the upload is not a readable image: {exc}") from None
-    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _check_pixels(width, height, max_pixels):
+    if width * height > max_pixels:
+        raise UploadError(
+            413,
+            f"the image is {width} x {height} = {width * height} pixels; the limit is {max_pixels}",
+        )
 
 
 def limit_side(image, max_side):
@@ -142,17 +159,29 @@ def _uploaded_bytes():
 
 
 class _Ranker:
-    """Runs the predictor and renders its outputs; one call at a time (the model is shared)."""
+    """Runs the predictor and renders its outputs; one call at a time (the model is shared), and
+    at most ``max_decodes`` uploads decoded at once."""
 
-    def __init__(self, predictor, max_side, max_pixels):
+    def __init__(self, predictor, max_side, max_pixels, max_decodes=MAX_CONCURRENT_DECODES):
         self.predictor = predictor
         self.max_side = max_side
         self.max_pixels = max_pixels
         self.lock = threading.Lock()
+        self.decoding = threading.BoundedSemaphore(max_decodes)
+
+    def decode(self, data):
+        """``(image downscaled to max_side, original (height, width))``; the full-size decode
+        is dropped before the upload waits for the model."""
+        if not self.decoding.acquire(timeout=DECODE_WAIT_S):
+            raise UploadError(503, "the server is busy decoding other uploads; try again")
+        try:
+            original = decode_upload(data, self.max_pixels)
+            return limit_side(original, self.max_side), original.shape[:2]
+        finally:
+            self.decoding.release()
 
     def __call__(self, data):
-        original = decode_upload(data, self.max_pixels)
-        image = limit_side(original, self.max_side)
+        image, (original_height, original_width) = self.decode(data)
         height, width = image.shape[:2]
         with self.lock:
             start = time.perf_counter()
@@ -167,8 +196,8 @@ class _Ranker:
             "image": {
                 "height": height,
                 "width": width,
-                "original_height": original.shape[0],
-                "original_width": original.shape[1],
+                "original_height": original_height,
+                "original_width": original_width,
             },
             "objects": ranked_objects(result),
             "colormap_png_base64": _b64(encode_png(colormap)),
@@ -249,12 +278,18 @@ def _register_error_handlers(app, max_upload_mb):
         return exc
 
 
-def create_app(predictor, max_upload_mb=20, max_side=DEFAULT_MAX_SIDE, max_pixels=MAX_PIXELS):
+def create_app(
+    predictor,
+    max_upload_mb=20,
+    max_side=DEFAULT_MAX_SIDE,
+    max_pixels=MAX_PIXELS,
+    max_decodes=MAX_CONCURRENT_DECODES,
+):
     """Flask app serving ``predictor`` (callable ``(image_rgb, image_name) -> result dict``)."""
     app = Flask(__name__)
     app.request_class = _InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
-    _register_routes(app, _Ranker(predictor, max_side, max_pixels))
+    _register_routes(app, _Ranker(predictor, max_side, max_pixels, max_decodes))
     _register_error_handlers(app, max_upload_mb)
     return app
 
@@ -277,6 +312,19 @@ def get_parser():
         default=DEFAULT_MAX_SIDE,
         help="downscale images whose longer side exceeds this many pixels (0: never)",
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=MAX_PIXELS,
+        help=f"refuse (413) images with more pixels than this (default {MAX_PIXELS})",
+    )
+    parser.add_argument(
+        "--max-concurrent-decodes",
+        type=positive_int,
+        default=MAX_CONCURRENT_DECODES,
+        help=f"uploads decoded at the same time; others wait (default {MAX_CONCURRENT_DECODES})",
+    )
+    add_debug_argument(parser)
     add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
     return parser
 
@@ -287,10 +335,16 @@ def main(argv=None):
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
     try:
         predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        logger.error("cannot build the model: %s", exc)
+    except SeqRankUserError as exc:
+        logger.error("cannot build the model: %s", exc, exc_info=debug_requested(args))
         return 1
-    app = create_app(predictor, max_upload_mb=args.max_upload_mb, max_side=args.max_side)
+    app = create_app(
+        predictor,
+        max_upload_mb=args.max_upload_mb,
+        max_side=args.max_side,
+        max_pixels=args.max_pixels,
+        max_decodes=args.max_concurrent_decodes,
+    )
     logger.info("SeqRank web demo: open http://%s:%d in a browser", args.host, args.port)
     try:
         app.run(host=args.host, port=args.port, debug=False, threaded=True, use_reloader=False)
