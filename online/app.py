@@ -27,7 +27,7 @@ Errors are JSON ``{"error": message}`` (an HTML page with the message for ``POST
   ``--max-pixels`` pixels (default ``MAX_PIXELS``, 40 Mpx; read from the header, before decoding);
 * 415: the upload is not a decodable JPEG/PNG/BMP/GIF/TIFF/WebP image (other file types,
   truncated or corrupt images);
-* 503: the upload waited more than ``DECODE_WAIT_S`` seconds for a decoding slot;
+* 503: the upload was not decoded within ``DECODE_WAIT_S`` seconds (too many waiting);
 * 405: another method than POST on ``/api/rank``; 404: an unknown ``/api/`` path.
 
 Uploads stay in memory (nothing is written to disk). At most ``--max-concurrent-decodes``
@@ -43,6 +43,7 @@ proxy (docs/SECURITY.md).
 
 import argparse
 import base64
+import ctypes
 import io
 import logging
 import os
@@ -50,6 +51,8 @@ import sys
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import cv2
 from flask import Flask, current_app, jsonify, render_template, request
@@ -76,6 +79,9 @@ DEFAULT_MAX_SIDE = 1600
 # Uploads decoded at once; each may take up to MAX_PIXELS x 3 bytes (more for 16-bit images).
 MAX_CONCURRENT_DECODES = 2
 DECODE_WAIT_S = 120
+_ORIENTATION = 0x0112
+# glibc's mallopt parameter: allocations above it are mmapped, so they go back to the OS on free.
+_M_MMAP_THRESHOLD = -3
 
 
 class UploadError(Exception):
@@ -110,7 +116,10 @@ def decode_upload(data, max_pixels=MAX_PIXELS):
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
             _check_pixels(*img.size, max_pixels)
             img.load()
-            return pil_to_rgb(ImageOps.exif_transpose(img))
+            # exif_transpose copies even an image it leaves as it is.
+            if img.getexif().get(_ORIENTATION, 1) != 1:
+                img = ImageOps.exif_transpose(img)
+            return pil_to_rgb(img)
     except Image.DecompressionBombError:
         # Pillow's own limit (beyond ours unless --max-pixels is raised) fires while opening.
         raise UploadError(
@@ -167,18 +176,23 @@ class _Ranker:
         self.max_side = max_side
         self.max_pixels = max_pixels
         self.lock = threading.Lock()
-        self.decoding = threading.BoundedSemaphore(max_decodes)
+        # Decoding in a pool of max_decodes threads (not in the request threads) bounds the
+        # decodes at once, and keeps their large buffers in a few malloc arenas.
+        self.decoder = ThreadPoolExecutor(max_decodes, thread_name_prefix="decode")
 
     def decode(self, data):
         """``(image downscaled to max_side, original (height, width))``; the full-size decode
         is dropped before the upload waits for the model."""
-        if not self.decoding.acquire(timeout=DECODE_WAIT_S):
-            raise UploadError(503, "the server is busy decoding other uploads; try again")
+        job = self.decoder.submit(self._decode, data)
         try:
-            original = decode_upload(data, self.max_pixels)
-            return limit_side(original, self.max_side), original.shape[:2]
-        finally:
-            self.decoding.release()
+            return job.result(timeout=DECODE_WAIT_S)
+        except FutureTimeout:
+            job.cancel()
+            raise UploadError(503, "the server is busy decoding other uploads; try again") from None
+
+    def _decode(self, data):
+        original = decode_upload(data, self.max_pixels)
+        return limit_side(original, self.max_side), original.shape[:2]
 
     def __call__(self, data):
         image, (original_height, original_width) = self.decode(data)
@@ -329,6 +343,19 @@ def get_parser():
     return parser
 
 
+def return_large_buffers_to_the_os():
+    """Make glibc mmap every allocation above 1 MB, so that freed decode buffers leave the process.
+
+    Its default threshold grows with the blocks freed (up to 32 MB), after which image buffers
+    stay in malloc arenas: measured, 20 concurrent 6000 x 6000 uploads left 4.2 GB resident
+    instead of 1.3 GB. Does nothing where the C library is not glibc.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        logger.debug("mallopt is not available; memory use after large uploads may stay high")
+
+
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_cli_logging(timestamps=True)
@@ -338,6 +365,7 @@ def main(argv=None):
     except SeqRankUserError as exc:
         logger.error("cannot build the model: %s", exc, exc_info=debug_requested(args))
         return 1
+    return_large_buffers_to_the_os()
     app = create_app(
         predictor,
         max_upload_mb=args.max_upload_mb,
