@@ -57,6 +57,8 @@ def main(args):
         if args.eval_only:
             if not cfg.DATASETS.TEST:
                 raise ConfigError("DATASETS.TEST is empty: nothing to evaluate")
+            if not cfg.MODEL.WEIGHTS and not args.resume:
+                raise ConfigError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
             model = Trainer.load_for_eval(cfg, resume=args.resume)
             results = Trainer.test(cfg, model)
             if comm.is_main_process():

@@ -144,7 +144,8 @@ def _check_polygon(where, polygon, height, width):
             continue
         bad = next(v for v in values if not -size <= v <= 2 * size)
         raise DatasetError(
-            f"{where}: {axis} = {bad!r:.30} is far outside the {width} x {height} image"
+            f"{where}: {axis} = {bad!r:.30} is far outside the {height} x {width} "
+            "(height x width) image"
         )
 
 

@@ -184,15 +184,15 @@ class SORDatasetMapper:
         }
 
     def _check_size(self, record):
-        """Limits, then the record's size against the image header, before anything is
+        """The record's size against the image header, then the limits, before anything is
         decoded or rasterised (a forged 60000 x 60000 record would cost tens of GB)."""
-        check_record_size(record, self.max_pixels, self.max_record_pixels)
         stored, displayed = read_image_size(record["file_name"])
         if (record["height"], record["width"]) not in (stored, displayed):
             raise DatasetError(
                 f"{record['file_name']}: the record says {record['height']} x {record['width']} "
                 f"(height x width) but the image is {stored[0]} x {stored[1]}"
             )
+        check_record_size(record, self.max_pixels, self.max_record_pixels)
 
     def _resize(self, array, interpolation):
         """H x W (x 3) -> S x S (x 3); cv2 takes (width, height) like albumentations' Resize."""

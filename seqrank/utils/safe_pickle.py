@@ -21,8 +21,8 @@ shape), or the cost of the object an argument was built by. Calls that only wrap
 :func:`check_pickle_file` to a plain pickle.
 """
 
+import _compat_pickle
 import io
-import math
 import os
 import pickletools
 import re
@@ -93,6 +93,7 @@ _LITERAL_STRINGS = {
 }
 _LITERAL_INTS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
 _KEEP_TEXT = 200
+_HUGE = 1 << 80
 
 
 class PickleLimitError(SeqRankUserError, ValueError):
@@ -120,7 +121,21 @@ class _Value:
         self.value = value
 
 
-_MARK = _Value("mark")
+# Object kept for stack items nothing needs to be known about (never modified).
+_OTHER = _Value("other")
+# Per opcode: (pops up to a mark, items popped besides, items pushed).
+_STACK_EFFECTS = {
+    op.name: (
+        pickletools.markobject in op.stack_before,
+        (
+            op.stack_before.index(pickletools.markobject)
+            if pickletools.markobject in op.stack_before
+            else len(op.stack_before)
+        ),
+        len(op.stack_after),
+    )
+    for op in pickletools.opcodes
+}
 
 
 def _literal(opcode, arg):
@@ -135,10 +150,16 @@ def _literal(opcode, arg):
 
 
 def _tuple_cost(items):
-    values = [item.value for item in items]
-    if values and all(item.kind == "int" for item in items):
-        return math.prod(abs(v) for v in values)
-    return max((item.cost for item in items), default=0)
+    """An integer tuple costs its product (an array shape), any other its largest item."""
+    if not items or any(item.kind != "int" for item in items):
+        return max((item.cost for item in items), default=0)
+    product = 1
+    for item in items:
+        product *= abs(item.value)
+        if product > _HUGE:
+            # Far beyond any limit; stop before the product itself becomes expensive.
+            return _HUGE
+    return product
 
 
 def _call_name(func):
@@ -153,16 +174,22 @@ def _extent(args):
 
 
 class _Scanner:
-    def __init__(self, where, budget, max_object, storage_itemsize):
+    def __init__(self, where, budget, max_object, charge_storages):
         self.where = where
         self.budget = budget
         self.max_object = max_object
-        self.storage_itemsize = storage_itemsize
+        self.charge_storages = charge_storages
         self.stack, self.metastack, self.memo = [], [], {}
         self.total = 0
+        self.handlers = {
+            name[3:]: getattr(self, name) for name in dir(self) if name.startswith("op_")
+        }
 
     def fail(self, problem):
         raise PickleLimitError(f"{self.where}: refusing to unpickle: {problem}")
+
+    def malformed(self, problem):
+        raise PickleLimitError(f"{self.where}: not a valid pickle ({problem})")
 
     def charge(self, cost, what, literal=False, storage=False):
         """Count ``cost`` bytes built by ``what``. A literal's bytes are in the file already, so it
@@ -183,41 +210,40 @@ class _Scanner:
 
     def pop(self):
         if not self.stack:
-            self.fail("malformed pickle (stack underflow)")
+            self.malformed("stack underflow")
         return self.stack.pop()
 
     def pop_mark(self):
         items = self.stack
         if not self.metastack:
-            self.fail("malformed pickle (no mark)")
+            self.malformed("no mark")
         self.stack = self.metastack.pop()
         return items
 
     def step(self, opcode, arg):
         name = opcode.name
-        literal = _literal(opcode, arg)
-        if literal is not None:
-            if literal.kind == "str":
-                self.charge(literal.cost, f"a {opcode.name} of {len(arg):,} bytes", literal=True)
-            self.stack.append(literal)
-            return
-        handler = getattr(self, f"op_{name}", None)
+        handler = self.handlers.get(name)
         if handler is not None:
             handler(arg)
-        else:
-            self.generic(opcode)
+            return
+        literal = _literal(opcode, arg)
+        if literal is None:
+            self.generic(name)
+            return
+        if literal.kind == "str":
+            self.charge(literal.cost, f"a {name} of {len(arg):,} bytes", literal=True)
+        self.stack.append(literal)
 
-    def generic(self, opcode):
-        before = opcode.stack_before
-        if pickletools.markobject in before:
-            fixed = before.index(pickletools.markobject)
+    def generic(self, name):
+        """Any other opcode: only its effect on the stack matters (containers, floats, ...)."""
+        mark, popped, pushed = _STACK_EFFECTS[name]
+        if mark:
             self.pop_mark()
-            for _ in range(fixed):
-                self.pop()
-        else:
-            for _ in before:
-                self.pop()
-        self.stack.extend(_Value("other") for _ in opcode.stack_after)
+        if len(self.stack) < popped:
+            self.malformed("stack underflow")
+        if popped:
+            del self.stack[-popped:]
+        self.stack.extend([_OTHER] * pushed)
 
     # ---------------------------------------------------------------- marks, memo, stack
     def op_MARK(self, arg):
@@ -235,7 +261,7 @@ class _Scanner:
 
     def _put(self, key):
         if not self.stack:
-            self.fail("malformed pickle (memoizing an empty stack)")
+            self.malformed("memoizing an empty stack")
         self.memo[key] = self.stack[-1]
 
     def op_PUT(self, arg):
@@ -248,7 +274,7 @@ class _Scanner:
 
     def op_GET(self, arg):
         if arg not in self.memo:
-            self.fail(f"malformed pickle (memo key {arg} was never stored)")
+            self.malformed(f"memo key {arg} was never stored")
         self.stack.append(self.memo[arg])
 
     op_BINGET = op_LONG_BINGET = op_GET
@@ -280,7 +306,7 @@ class _Scanner:
     def op_STACK_GLOBAL(self, arg):
         name, module = self.pop(), self.pop()
         if name.kind != "str" or module.kind != "str" or None in (name.value, module.value):
-            self.fail("malformed pickle (STACK_GLOBAL needs two strings)")
+            self.malformed("STACK_GLOBAL needs two strings")
         self.stack.append(_Value("global", 0, _global_name(_text(module.value), _text(name.value))))
 
     # ---------------------------------------------------------------- calls
@@ -299,7 +325,7 @@ class _Scanner:
     def op_OBJ(self, arg):
         items = self.pop_mark()
         if not items:
-            self.fail("malformed pickle (OBJ without a class)")
+            self.malformed("OBJ without a class")
         self._call(items[0], _Value("tuple", _tuple_cost(items[1:]), items[1:]))
 
     def op_INST(self, arg):
@@ -323,7 +349,7 @@ class _Scanner:
         self.stack.append(_Value("other", cost))
 
     def op_PERSID(self, arg):
-        self.stack.append(_Value("other"))
+        self.stack.append(_OTHER)
 
     def op_BINPERSID(self, arg):
         pid = self.pop()
@@ -343,14 +369,16 @@ class _Scanner:
         prefix = kind[: -len("Storage")] if kind.endswith("Storage") else ""
         itemsize = _STORAGE_ITEMSIZE.get(prefix, 16)
         nbytes = abs(items[4].value) * itemsize
-        if self.storage_itemsize:
+        if self.charge_storages:
             self.charge(nbytes, f"a tensor storage ({storage})", storage=True)
         return nbytes
 
 
 def _global_name(module, name):
-    # Protocol 2 pickles name the builtins module as Python 2 did.
-    module = "builtins" if module == "__builtin__" else module
+    # Protocol 2 pickles use Python 2 names (__builtin__.xrange); name them as Python 3 does.
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
     return f"{module}.{name}"
 
 
