@@ -48,7 +48,7 @@ __all__ = [
 # 100 Mpx mask is 100 MB decoded (400 MB as float32); a record's masks together at most 4 such.
 MAX_MASK_PIXELS = 100_000_000
 MAX_RECORD_PIXELS = 400_000_000
-# A run length takes at most 7 characters (35 bits) for any mask that fits in memory.
+# Characters per number that the check decodes (60 bits); a valid count needs at most 7.
 _MAX_RUN_CHARS = 12
 _MASK32 = (1 << 32) - 1
 
