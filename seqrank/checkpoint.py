@@ -31,6 +31,7 @@ from .utils.safe_pickle import (
     PickleLimitError,
     check_torch_file,
     describe_non_torch_file,
+    load_error_line,
     refused_global,
 )
 
@@ -38,6 +39,8 @@ __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
     "SeqRankCheckpointer",
+    "check_checkpoint_path",
+    "check_finite",
     "safe_torch_load",
     "trust_checkpoints",
 ]
@@ -117,21 +120,13 @@ def safe_torch_load(path, map_location="cpu"):
                 f"{path}: refusing to unpickle objects outside the allow-list ({refused}); "
                 f"if you trust this file, pass --trust-checkpoint or set {TRUST_ENV}=1"
             ) from None
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({_reason(exc)})") from None
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({load_error_line(exc)})"
+        ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({_reason(exc)})") from None
-
-
-def _reason(exc):
-    """One line of torch.load's (often multi-paragraph) error message."""
-    if isinstance(exc, EOFError):
-        return "empty or truncated file"
-    text = str(exc)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({load_error_line(exc)})"
+        ) from None
 
 
 def check_finite(path, state):

@@ -28,6 +28,7 @@ from .safe_pickle import (
     PickleLimitError,
     check_torch_file,
     describe_non_torch_file,
+    load_error_line,
     refused_global,
 )
 
@@ -99,18 +100,13 @@ def load_results(path, limits=None):
 
 
 def _load_error_detail(exc):
-    """One line out of torch.load's (often multi-paragraph) error message."""
-    if isinstance(exc, EOFError):
-        return "empty or truncated file"
-    text = str(exc)
-    refused = refused_global(text) if isinstance(exc, pickle.UnpicklingError) else None
+    refused = refused_global(str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
     if refused:
         return (
             f"it holds {refused}, but a results file holds only dicts, lists, strings, bytes "
             "and numbers; refusing to unpickle it"
         )
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    return load_error_line(exc)
 
 
 def _check_structure(path, content, limits):

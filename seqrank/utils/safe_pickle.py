@@ -37,6 +37,7 @@ __all__ = [
     "check_pickle_stream",
     "check_torch_file",
     "describe_non_torch_file",
+    "load_error_line",
     "max_object_bytes",
     "refused_global",
 ]
@@ -538,3 +539,16 @@ def refused_global(text):
         if any(marker in line.lower() for marker in _REFUSED):
             return line.strip()
     return None
+
+
+def load_error_line(exc):
+    """One line out of ``torch.load``'s (often multi-paragraph) error message."""
+    if isinstance(exc, EOFError):
+        return "empty or truncated file"
+    text = str(exc)
+    # torch's weights-only message buries the actual cause after this marker.
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
