@@ -16,8 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import SeqRankCheckpointer
 from ..cli import ConfigError, SeqRankUserError, debug_requested
-from ..data.datasets import DatasetError
 from ..data import SORDatasetMapper
+from ..data.datasets import DatasetError
 from ..evaluation import SOREvaluator
 from .optimizer import build_seqrank_optimizer
 
