@@ -106,6 +106,7 @@ def train_cli(monkeypatch, tmp_path, capsys):
             "DATASETS.TRAIN", "('assr_train',)",
             "DATASETS.TEST", "('assr_test',)",
             "DATALOADER.NUM_WORKERS", "0",
+            "MODEL.WEIGHTS", str(PARITY / "checkpoint.pth"),
             "INPUT.FT_SIZE_TRAIN", "64",
             "INPUT.FT_SIZE_TEST", "64",
             "OUTPUT_DIR", str(tmp_path / "out"),
@@ -183,6 +184,7 @@ def test_malicious_checkpoint_is_named_untrusted(train_cli, tmp_path):
         (["SOLVER.IMS_PER_GPU", "0"], "SOLVER.IMS_PER_GPU must be an integer >= 1, got 0"),
         (["SOLVER.IMS_PER_GPU", "two"], "invalid config (command line): Type mismatch"),
         (["DATASETS.TEST", "('nope',)"], "DATASETS.TEST: dataset 'nope' is not registered"),
+        (["MODEL.WEIGHTS", ""], "--eval-only needs MODEL.WEIGHTS"),
     ],
 )
 def test_bad_config_values(train_cli, opts, problem):
