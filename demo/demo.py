@@ -193,7 +193,7 @@ def process_image(predictor, path, stem, output_dir):
         FileNotFoundError, ValueError: the image cannot be read.
         OSError: an output file cannot be written.
     """
-    image = read_rgb(path)
+    image = read_rgb(path, apply_exif=True)  # like detectron2's read_image in the original
     start = time.perf_counter()
     result = predictor(image, stem)
     elapsed = time.perf_counter() - start
