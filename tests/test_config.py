@@ -75,6 +75,12 @@ def test_r101_is_r50_with_the_resnext101_backbone():
     assert r101.dump() == r50.dump()
 
 
+def test_fast_inference_is_a_config_key():
+    assert build_cfg().MODEL.SEQRANK.FAST_INFERENCE is True
+    cfg = build_cfg(None, ["MODEL.SEQRANK.FAST_INFERENCE", "False"])
+    assert cfg.MODEL.SEQRANK.FAST_INFERENCE is False
+
+
 def test_batch_size_is_ims_per_gpu_times_num_gpus():
     cfg = build_cfg(str(REPO / "configs/swinL.yaml"), ["SOLVER.IMS_PER_GPU", "4"], num_gpus=4)
     assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.NUM_GPUS == 4
