@@ -14,6 +14,7 @@ from seqrank.engine.setup import fit_to_machine
 from seqrank.modeling import position_encoding
 from seqrank.modeling.box_ops import masks_to_unit_boxes
 from seqrank.modeling.point_sampling import draw_points, sample_logits
+from seqrank.utils.visualize import overlay_label, render_overlay
 from tests.conftest import PARITY
 from tests.helpers import parity_model, seqrank_cfg
 
@@ -141,3 +142,15 @@ def test_only_the_selected_positional_encoding_is_constructed(monkeypatch):
         monkeypatch.setattr(cls, "__init__", recording_init)
     _, model = parity_model()
     assert built == ["LearnablePE"]
+
+
+def test_overlay_labels_as_the_original_colours_deterministic():
+    """Demo overlays: labels "<rank> <score>%" as the original's Visualizer; the original drew
+    random instance colours, ours come from detectron2's fixed palette."""
+    image = np.full((20, 30, 3), 90, np.uint8)
+    mask = np.zeros((20, 30), np.float32)
+    mask[4:15, 5:20] = 1
+    result = {"masks": [mask], "scores": [0.904], "bboxes": [[5, 4, 20, 15]], "saliency": [0.5]}
+    assert overlay_label(1, 0.904) == "1 90%"
+    first = render_overlay(image, result)
+    assert np.array_equal(first, render_overlay(image, result)) and not np.array_equal(first, image)

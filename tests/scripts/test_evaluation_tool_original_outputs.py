@@ -84,3 +84,20 @@ def test_protocol_all_ignores_metrics_of_interest(tmp_path):
     assert len(got["seqrank"]) == 26 and got["seqrank"]["sa_sor"] == pytest.approx(-0.05, abs=1e-3)
     original = _python_dict((tmp_path / ORIGINAL_CSV).read_text())
     assert len(original) == 26 and math.isclose(original["mae"], 0.252, abs_tol=1e-3)
+
+
+def test_every_test_dataset_is_scored_and_no_results_file_is_written(tmp_path):
+    """The original scored DATASETS.TEST[0] only and re-saved the results file as
+    <ds>_coco_format.pth; ours scores every listed dataset and writes metrics files only."""
+    run_tool(
+        tmp_path, PARITY / "results_handmade.pth", "DATASETS.TEST", "('assr_test', 'assr_train')"
+    )
+    written = sorted(p.name for p in tmp_path.iterdir())
+    expected = []
+    for dataset in ("assr_test", "assr_train"):
+        expected += [
+            f"{dataset}_metrics.json",
+            f"{dataset}_metrics.csv",
+            f"dataset_{dataset}_method_unknown.csv",
+        ]
+    assert written == sorted(expected)
