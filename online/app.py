@@ -12,13 +12,16 @@ Routes:
   results, so the page works without JavaScript; with JavaScript the page calls the JSON API.
 * ``POST /api/rank`` (multipart field ``file``) returns::
 
-    {"image": {"height", "width", "original_height", "original_width"},
+    {"image": {"height", "width", "original_height", "original_width",
+               "display_height", "display_width"},
      "objects": [{"rank", "bbox": [x1, y1, x2, y2], "objectness", "saliency",
                   "mask": {"size": [h, w], "counts": str}, "color": "#rrggbb"}, ...],
      "colormap_png_base64": str, "overlay_png_base64": str}
 
-  Objects are in rank order; ``mask`` is a COCO RLE of the image as ranked (``height`` x
-  ``width``); ``color`` is the rank's colour in the colour map.
+  Objects are in rank order; ``mask`` is a COCO RLE at the uploaded image's full resolution
+  (``height`` x ``width``, equal to ``original_*``), and boxes are in its pixels; ``color`` is the
+  rank's colour in the colour map. The colour map and overlay PNGs are ``display_height`` x
+  ``display_width``.
 
 Errors are JSON ``{"error": message}`` (an HTML page with the message for ``POST /``):
 
@@ -29,10 +32,14 @@ Errors are JSON ``{"error": message}`` (an HTML page with the message for ``POST
   truncated or corrupt images);
 * 405: another method than POST on ``/api/rank``; 404: an unknown ``/api/`` path.
 
-Uploads stay in memory (nothing is written to disk). EXIF orientation is applied (as the
-terminal demo does; the original web demo ignored it). Images whose longer side exceeds
-``--max-side`` (default 1600 px) are downscaled first: the model sees ``INPUT.FT_SIZE_TEST``
-pixels anyway, and full-resolution masks of a large photo would cost gigabytes.
+Uploads stay in memory (nothing is written to disk). The model ranks the full-resolution upload,
+as the original web demo does. Only the images shown (input, colour map, overlay) are downscaled
+when their longer side exceeds ``--max-side`` (default 1600 px).
+
+EXIF orientation is applied, unlike the original web demo (which ranks the stored pixel order):
+browsers show an upload upright, so masks in the stored order would not line up with the photo a
+user sees, and the terminal demo (like the original's) applies it too, so both demos rank a phone
+photo the same way.
 """
 
 import argparse
@@ -116,13 +123,32 @@ def decode_upload(data, max_pixels=MAX_PIXELS):
 
 
 def limit_side(image, max_side):
-    """Downscale ``image`` (H x W x C) so that its longer side is at most ``max_side`` pixels."""
+    """Downscale ``image`` (H x W x C) so that its longer side is at most ``max_side`` pixels
+    (for display only)."""
     height, width = image.shape[:2]
     if not max_side or max(height, width) <= max_side:
         return image
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def display_result(result, size):
+    """``result`` with its masks (nearest) and boxes scaled to ``size`` = (height, width)."""
+    if not result["masks"]:
+        return result
+    height, width = np.shape(result["masks"][0])
+    if (height, width) == tuple(size):
+        return result
+    masks = [
+        cv2.resize(
+            (np.asarray(m) > 0.5).astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST
+        )
+        for m in result["masks"]
+    ]
+    scale = np.array([size[1] / width, size[0] / height] * 2)
+    boxes = [list(np.asarray(b, dtype=np.float64) * scale) for b in result["bboxes"]]
+    return {**result, "masks": masks, "bboxes": boxes}
 
 
 def _b64(data):
@@ -151,14 +177,15 @@ class _Ranker:
         self.lock = threading.Lock()
 
     def __call__(self, data):
-        original = decode_upload(data, self.max_pixels)
-        image = limit_side(original, self.max_side)
+        image = decode_upload(data, self.max_pixels)
         height, width = image.shape[:2]
+        display = limit_side(image, self.max_side)
         with self.lock:
             start = time.perf_counter()
             result = self.predictor(image, "upload")
-            colormap = render_rank_colormap(result, height, width)
-            overlay = cv2.cvtColor(render_overlay(image, result), cv2.COLOR_RGB2BGR)
+            shown = display_result(result, display.shape[:2])
+            colormap = render_rank_colormap(shown, *display.shape[:2])
+            overlay = cv2.cvtColor(render_overlay(display, shown), cv2.COLOR_RGB2BGR)
             elapsed = time.perf_counter() - start
         logger.info(
             "ranked a %dx%d upload: %d objects in %.2fs", width, height, result["num"], elapsed
@@ -167,13 +194,15 @@ class _Ranker:
             "image": {
                 "height": height,
                 "width": width,
-                "original_height": original.shape[0],
-                "original_width": original.shape[1],
+                "original_height": height,
+                "original_width": width,
+                "display_height": display.shape[0],
+                "display_width": display.shape[1],
             },
             "objects": ranked_objects(result),
             "colormap_png_base64": _b64(encode_png(colormap)),
             "overlay_png_base64": _b64(encode_png(overlay)),
-        }, image
+        }, display
 
 
 def _input_jpeg_base64(image_rgb):
@@ -275,7 +304,8 @@ def get_parser():
         "--max-side",
         type=int,
         default=DEFAULT_MAX_SIDE,
-        help="downscale images whose longer side exceeds this many pixels (0: never)",
+        help="downscale the images shown (input, colour map, overlay) whose longer side exceeds "
+        "this many pixels (0: never); the model always ranks the full-resolution upload",
     )
     add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
     return parser

@@ -53,6 +53,9 @@ def _add_model_config(cfg):
     cfg.MODEL.SEQRANK = CN()
     # Never re-select a query that is already ranked during sequential inference.
     cfg.MODEL.SEQRANK.EXCLUDE_RANKED = False
+    # Optimised inference path (same decisions and masks within float tolerance; docs/FIDELITY.md);
+    # False runs the original's step-by-step loop.
+    cfg.MODEL.SEQRANK.FAST_INFERENCE = True
 
 
 def _add_swin_config(cfg):

@@ -20,13 +20,14 @@ logger = logging.getLogger(__name__)
 
 
 def rasterize_annotations(annotations, height, width, image_name=None):
-    """Rasterise the salient annotations of one image.
+    """Rasterise the salient annotations of one image, as the original mappers do.
 
     Every annotation with ``category_id > 0`` becomes one mask: all its polygons go into a single
-    ``cv2.fillPoly`` call (so overlapping parts of one instance cancel, as in the original).
-    Float coordinates are rounded to the nearest integer. Polygons with fewer than 3 points are
-    skipped with a warning; an annotation left without any valid polygon is skipped entirely
-    (with a warning), because an empty mask would be a GT object that no prediction can match.
+    ``cv2.fillPoly`` call on int32 points (so overlapping parts of one instance cancel, and a
+    polygon of one or two points becomes a dot or a line). Every salient annotation is kept, even
+    when its mask is empty. Float coordinates are rounded to the nearest integer. Polygons the
+    original cannot draw (an odd, zero or non-numeric coordinate list: it crashes on them) are
+    skipped with a warning.
 
     Returns:
         ranks: list of N category ids sorted descending (ties keep their input order).
@@ -36,14 +37,14 @@ def rasterize_annotations(annotations, height, width, image_name=None):
     for annotation in annotations:
         if annotation["category_id"] <= 0:
             continue
-        polygons = _valid_polygons(annotation["segmentation"], image_name)
+        polygons = _drawable_polygons(annotation["segmentation"], image_name)
         if not polygons:
             logger.warning(
-                "%s: skipping salient object with category_id %s: no polygon with >= 3 points",
+                "%s: salient object with category_id %s has no drawable polygon; kept with an "
+                "empty mask",
                 image_name,
                 annotation["category_id"],
             )
-            continue
         mask = np.zeros((height, width), dtype=np.float64)
         cv2.fillPoly(mask, polygons, 1)
         pairs.append((annotation["category_id"], mask.astype(np.float32)))
@@ -54,17 +55,17 @@ def rasterize_annotations(annotations, height, width, image_name=None):
     return ranks, np.stack([mask for _, mask in pairs])
 
 
-def _valid_polygons(segmentation, image_name):
-    """Flat polygons [x0, y0, x1, y1, ...] -> list of int32 P x 2 point arrays (P >= 3)."""
+def _drawable_polygons(segmentation, image_name):
+    """Flat polygons [x0, y0, x1, y1, ...] -> list of int32 P x 2 point arrays (P >= 1)."""
     polygons = []
     for polygon in segmentation:
         try:
             coords = np.asarray(polygon, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
             coords = np.full(1, np.nan)
-        if coords.size % 2 or coords.size < 6 or not np.isfinite(coords).all():
+        if coords.size % 2 or coords.size == 0 or not np.isfinite(coords).all():
             logger.warning(
-                "%s: skipping a polygon with %d coordinates (need an even number >= 6, numeric)",
+                "%s: skipping a polygon with %d coordinates (need an even number >= 2, numeric)",
                 image_name,
                 coords.size,
             )
@@ -125,7 +126,7 @@ class SORDatasetMapper:
     def _map(self, dataset_dict):
         record = copy.deepcopy(dataset_dict)
         height, width = record["height"], record["width"]
-        image = read_rgb(record["file_name"], expected_hw=(height, width))
+        image = read_rgb(record["file_name"])  # stored pixel order, as the original
         if image.shape[:2] != (height, width):
             logger.warning(
                 "%s: image is %dx%d (HxW) but the record says %dx%d",

@@ -20,7 +20,14 @@ from tabulate import tabulate
 
 from ..utils.atomic_io import atomic_write_bytes
 from ..utils.results_file import save_results
-from .metrics import aggregate, pack_rows, summarize_maps, summary_metrics, unpack_rows
+from .metrics import (
+    aggregate,
+    pack_rows,
+    select_metrics,
+    summarize_maps,
+    summary_metrics,
+    unpack_rows,
+)
 
 __all__ = [
     "SOREvaluator",
@@ -141,18 +148,30 @@ def write_json_atomic(path, obj):
 
 
 class SOREvaluator(DatasetEvaluator):
-    """Evaluates SeqRank predictions under the ``seqrank`` protocol (METRICS.md §1-3)."""
+    """Evaluates SeqRank predictions under the ``seqrank`` protocol (METRICS.md §1-3).
 
-    def __init__(self, dataset_name, output_dir=None, threshold=0.5, distributed=True):
+    ``metrics``: the metric names to report, in that order (``TEST.METRICS_OF_INTEREST``; unknown
+    names are dropped with a warning); ``None`` reports every metric.
+    """
+
+    def __init__(
+        self, dataset_name, output_dir=None, threshold=0.5, distributed=True, metrics=None
+    ):
         self.dataset_name = dataset_name
         self.output_dir = output_dir
         self.threshold = threshold
         self.distributed = distributed
+        self.metrics = select_metrics(metrics)
         self.reset()
 
     @classmethod
     def from_cfg(cls, cfg, dataset_name, output_dir=None):
-        return cls(dataset_name, output_dir or cfg.OUTPUT_DIR, threshold=cfg.TEST.THRESHOLD)
+        return cls(
+            dataset_name,
+            output_dir or cfg.OUTPUT_DIR,
+            threshold=cfg.TEST.THRESHOLD,
+            metrics=cfg.TEST.METRICS_OF_INTEREST,
+        )
 
     def reset(self):
         self._records = []
@@ -203,7 +222,7 @@ class SOREvaluator(DatasetEvaluator):
                 len(skipped),
                 ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else ""),
             )
-        metrics = aggregate(per_image)
+        metrics = aggregate(per_image, metrics=self.metrics)
         if self.output_dir:
             self._write(records, metrics)
         logger.info("\n" + metrics_table(metrics, f"SOR metrics on {self.dataset_name}"))

@@ -424,6 +424,25 @@ def summary_metrics(
     return result
 
 
+def select_metrics(names: Optional[Sequence[str]]) -> Tuple[str, ...]:
+    """The metrics of ``TEST.METRICS_OF_INTEREST`` that are reported, in the listed order.
+
+    As the original's ``Metrics.registerMetrics``: names this protocol does not define are
+    dropped and logged; a repeated name is reported once. ``None`` selects :data:`METRIC_NAMES`.
+    """
+    if names is None:
+        return METRIC_NAMES
+    chosen = tuple(dict.fromkeys(n for n in names if n in METRIC_NAMES))
+    unknown = [n for n in names if n not in METRIC_NAMES]
+    if unknown:
+        logger.warning(
+            "TEST.METRICS_OF_INTEREST: ignoring unknown metric(s) %s (known: %s)",
+            ", ".join(map(str, unknown)),
+            ", ".join(METRIC_NAMES),
+        )
+    return chosen
+
+
 def aggregate(
     per_image: List[Optional[Dict[str, Optional[float]]]],
     metrics: Optional[Sequence[str]] = None,

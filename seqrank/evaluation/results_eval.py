@@ -39,10 +39,10 @@ def _score_image(preds, gts, protocols, threshold):
     return scores
 
 
-def _summarise(per_image, protocols):
+def _summarise(per_image, protocols, seqrank_metrics=None):
     out = {}
     if "seqrank" in protocols:
-        out["seqrank"] = aggregate([s["seqrank"] for s in per_image])
+        out["seqrank"] = aggregate([s["seqrank"] for s in per_image], metrics=seqrank_metrics)
     with_gt = [s for s in per_image if "irsr" in s or "assr" in s]
     if "irsr" in protocols:
         values = [s["irsr"] for s in with_gt]
@@ -62,8 +62,12 @@ def _summarise(per_image, protocols):
     return out
 
 
-def evaluate_results(results, dataset_dicts, protocols=("seqrank",), threshold=0.5):
+def evaluate_results(
+    results, dataset_dicts, protocols=("seqrank",), threshold=0.5, seqrank_metrics=None
+):
     """Score ``results`` ({image_name: record}) on ``dataset_dicts``.
+
+    ``seqrank_metrics``: names (in order) of the ``seqrank`` metrics to report; ``None``: all.
 
     Returns:
         (metrics by protocol, names of dataset images absent from ``results``). Absent images
@@ -84,4 +88,4 @@ def evaluate_results(results, dataset_dicts, protocols=("seqrank",), threshold=0
             record["annotations"], record["height"], record["width"], name
         )
         per_image.append(_score_image(preds, list(gts), protocols, threshold))
-    return _summarise(per_image, protocols), missing
+    return _summarise(per_image, protocols, seqrank_metrics), missing

@@ -50,7 +50,8 @@ def demo_run(repo_root, parity_dir, tmp_path_factory):
     quoted_glob = shlex.quote(str(globbed / "*.jpg"))
     args = (
         f"{config} --input examples/{EXAMPLES[0][:4]}*.jpg {quoted_glob} "
-        f"{shlex.quote(str(tmp / 'missing.jpg'))} --output {shlex.quote(str(output))} {opts}"
+        f"{shlex.quote(str(tmp / 'missing.jpg'))} --output {shlex.quote(str(output))} "
+        f"--confidence-threshold 0.9 {opts}"
     )
     return _run_demo(repo_root, args), output, tmp
 
@@ -112,3 +113,6 @@ def test_demo_help(repo_root):
     result = _run_demo(repo_root, "--help", timeout=120)
     assert result.returncode == 0
     assert "--input" in result.stdout and "--opts" in result.stdout
+    help_text = " ".join(result.stdout.split())
+    assert "--confidence-threshold T accepted for compatibility" in help_text
+    assert "no effect on SeqRank" in help_text

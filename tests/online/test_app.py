@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from online.app import create_app, decode_upload
+from seqrank.utils.visualize import ranked_objects
 
 EXAMPLE = "demo/examples/chelsea.jpg"
 
@@ -199,15 +200,38 @@ def test_predictor_failure_is_500_json():
     assert "internal error" in response.get_json()["error"]
 
 
-def test_large_images_are_downscaled():
+def test_model_ranks_full_resolution_and_only_the_display_is_downscaled():
     predictor = FakePredictor()
     client = create_app(predictor, max_side=100).test_client()
     response = _post(client, data=_png_bytes(np.zeros((150, 400, 3), np.uint8)))
     assert response.status_code == 200
-    assert predictor.shapes == [(38, 100)]
-    image = response.get_json()["image"]
-    assert (image["height"], image["width"]) == (38, 100)
+    assert predictor.shapes == [(150, 400)]
+    payload = response.get_json()
+    image = payload["image"]
+    assert (image["height"], image["width"]) == (150, 400)
     assert (image["original_height"], image["original_width"]) == (150, 400)
+    assert (image["display_height"], image["display_width"]) == (38, 100)
+    first = payload["objects"][0]
+    assert first["mask"]["size"] == [150, 400] and first["bbox"] == [0.0, 0.0, 400.0, 75.0]
+    colormap = np.array(Image.open(io.BytesIO(base64.b64decode(payload["colormap_png_base64"]))))
+    overlay = Image.open(io.BytesIO(base64.b64decode(payload["overlay_png_base64"])))
+    assert colormap.shape == (38, 100, 3) and overlay.size == (100, 38)
+    # Rank 1 (top half) in RGB (234, 87, 61), rank 2 (bottom-left quarter) in (251, 192, 99).
+    assert tuple(colormap[5, 50]) == (234, 87, 61) and tuple(colormap[30, 20]) == (251, 192, 99)
+    assert tuple(colormap[30, 80]) == (0, 0, 0)
+
+
+def test_upload_ranked_like_the_full_image(tiny_predictor):
+    """Same objects as the predictor on the full-resolution image (the original web demo)."""
+    rng = np.random.default_rng(3)
+    pixels = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
+    data = _png_bytes(pixels)
+    response = _post(create_app(tiny_predictor, max_side=64).test_client(), data=data)
+    assert response.status_code == 200
+    expected = ranked_objects(tiny_predictor(decode_upload(data), "upload"))
+    got = response.get_json()["objects"]
+    assert [o["mask"] for o in got] == [o["mask"] for o in expected] and len(got) > 0
+    np.testing.assert_allclose([o["bbox"] for o in got], [o["bbox"] for o in expected])
 
 
 def test_uploads_stay_in_memory(monkeypatch):
