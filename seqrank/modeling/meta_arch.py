@@ -16,6 +16,7 @@ from torch import nn
 from .box_ops import masks_to_unit_boxes, xyhw_to_xyxy
 from .losses import (
     box_loss_per_pair,
+    in_float32,
     mask_loss_per_pair,
     objectness_loss,
     saliency_step_loss,
@@ -35,6 +36,16 @@ STOP_THRESHOLD = 0.001
 def _tokens(x):
     """``B x C x h x w`` -> ``B x hw x C`` (row-major)."""
     return x.flatten(2).transpose(1, 2)
+
+
+@in_float32
+def _point_mask_loss(pred_masks, targets, rows, cols, size, ce_weight, dice_weight):
+    """Mean mask loss of M matched pairs on P points, sampled in float32 under any autocast.
+
+    ``pred_masks``: M x h x w logits; ``targets``: M x P GT values at (rows, cols) of the S grid.
+    """
+    logits = sample_logits(pred_masks, rows, cols, size)
+    return mask_loss_per_pair(logits, targets, ce_weight, dice_weight).mean()
 
 
 @META_ARCH_REGISTRY.register()
@@ -177,7 +188,7 @@ class SeqRank(nn.Module):
         q_corr[bi, qi, 0] = (ti + 1).to(q_corr.dtype)
         w = self.loss_weights
         mask_loss, bbox_loss = self._pair_losses(out, gt_masks, gt_boxes, (bi, qi, ti), size)
-        aux_mask = aux_bbox = out["scores"].sum() * 0.0
+        aux_mask = aux_bbox = out["scores"].float().sum() * 0.0
         if self.aux_enabled and aux:
             for pred in aux:
                 m, b = self._pair_losses(pred, gt_masks, gt_boxes, (bi, qi, ti), size)
@@ -212,16 +223,17 @@ class SeqRank(nn.Module):
     def _pair_losses(self, pred, gt_masks, gt_boxes, indices, size):
         """Mean mask and box losses over matched pairs (zero, with a graph, when none)."""
         bi, qi, ti = indices
-        zero = pred["masks"].sum() * 0.0 + pred["bboxes"].sum() * 0.0
+        zero = pred["masks"].float().sum() * 0.0 + pred["bboxes"].float().sum() * 0.0
         if bi.numel() == 0:
             return zero, zero
         w = self.loss_weights
         rows, cols = draw_points(size[0], size[1], self.num_points, self.device)
-        logits = sample_logits(pred["masks"][bi, qi].float(), rows, cols, size)
         targets = torch.stack(
             [gt_masks[b][t][rows, cols] for b, t in zip(bi.tolist(), ti.tolist())]
         )
-        mask_loss = mask_loss_per_pair(logits, targets, w["mask_ce"], w["mask_dice"]).mean()
+        mask_loss = _point_mask_loss(
+            pred["masks"][bi, qi], targets, rows, cols, size, w["mask_ce"], w["mask_dice"]
+        )
         boxes = torch.stack([gt_boxes[b][t] for b, t in zip(bi.tolist(), ti.tolist())])
         pred_boxes = pred["bboxes"][bi, qi].float().sigmoid()
         bbox_loss = box_loss_per_pair(pred_boxes, boxes, w["bbox_l1"], w["bbox_giou"]).mean()
@@ -230,7 +242,7 @@ class SeqRank(nn.Module):
     def _sequence_loss(self, q, qpe, z, zpe, q_corr, n_max):
         """Teacher-forced ranking: at step i the first i GT objects are given, the (i+1)-th is asked
         for; the extra step i = n_max teaches the module to stop."""
-        loss = q.sum() * 0.0
+        loss = q.float().sum() * 0.0
         for i in range(n_max + 1):
             q_vis = q_corr * (q_corr <= i).to(q_corr.dtype)
             answer = q_corr == i + 1
