@@ -12,14 +12,18 @@ Train on N GPUs (or N CPU processes on a machine without GPUs):
 
 import logging
 import sys
+import warnings
 
-from detectron2.engine import default_argument_parser, launch
-from detectron2.evaluation import verify_results
-from detectron2.utils import comm
+# detectron2 (pinned commit) calls torch.jit.script at import; not ours to fix, and not news.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
 
-import seqrank  # noqa: F401  (registers the model components)
-from seqrank.checkpoint import CheckpointMismatchError, UntrustedCheckpointError
-from seqrank.engine import Trainer, setup
+from detectron2.engine import default_argument_parser, launch  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+
+import seqrank  # noqa: E402,F401  (registers the model components)
+from seqrank.checkpoint import CheckpointMismatchError, UntrustedCheckpointError  # noqa: E402
+from seqrank.engine import Trainer, setup  # noqa: E402
 
 logger = logging.getLogger("seqrank")
 
