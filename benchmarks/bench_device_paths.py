@@ -23,6 +23,7 @@ import copy
 import statistics
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -102,6 +103,28 @@ class HostReadCounter(contextlib.AbstractContextManager):
         return False
 
 
+class CudaSyncCounter(contextlib.AbstractContextManager):
+    """Counts the synchronizing CUDA operations inside the block (CUDA's sync debug mode)."""
+
+    def __init__(self):
+        self.count = 0
+        self._caught = None
+
+    def __enter__(self):
+        torch.cuda.synchronize()
+        self._catcher = warnings.catch_warnings(record=True)
+        self._caught = self._catcher.__enter__()
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        return self
+
+    def __exit__(self, *exc):
+        torch.cuda.set_sync_debug_mode("default")
+        self._catcher.__exit__(*exc)
+        self.count = sum("synchroniz" in str(w.message) for w in self._caught)
+        return False
+
+
 # ---------------------------------------------------------------------------- 1. optimizer
 
 
@@ -119,7 +142,10 @@ def _timed_steps(cfg, model, merge, foreach, reps):
         start = time.perf_counter()
         opt.step()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), model, len(opt.param_groups)
+    groups = len(opt.param_groups)
+    del opt  # the moment buffers: Swin-L's are 1.7 GB
+    model.zero_grad(set_to_none=True)
+    return statistics.median(times), model, groups
 
 
 def optimizer_table(reps, skip_swin):
@@ -164,8 +190,13 @@ def host_reads_table():
     model.set_fast_inference(True)
 
 
-def count_ranking_reads(model, images):
-    """(host reads, ranking steps) of one ``model.rank`` call, mask/box outputs left out."""
+def count_ranking_reads(model, images, counter=None):
+    """(host reads, ranking steps) of one ``model.rank`` call, mask/box outputs left out.
+
+    ``counter``: a context manager with a ``count`` (default :class:`HostReadCounter`; on a GPU
+    :class:`CudaSyncCounter` counts the real syncs).
+    """
+    counter = HostReadCounter() if counter is None else counter
     with torch.inference_mode():
         features = model.encode(images)[:-1]
     steps = [0]
@@ -179,7 +210,7 @@ def count_ranking_reads(model, images):
     model._result = lambda inputs, index, *rest: model._empty_result(inputs, index)
     model._append = lambda *args: None
     try:
-        with torch.inference_mode(), HostReadCounter() as counter:
+        with torch.inference_mode(), counter:
             model.rank(images, *features)
     finally:
         del model._step_logits, model._result, model._append

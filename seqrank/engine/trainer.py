@@ -19,6 +19,8 @@ from .optimizer import build_seqrank_optimizer
 
 __all__ = ["Trainer", "unwrap", "wrap_ddp"]
 
+logger = logging.getLogger("seqrank")
+
 
 def wrap_ddp(model):
     """DDP over all processes; without ``device_ids`` for CPU modules (GLOO), which detectron2's
@@ -55,6 +57,10 @@ class Trainer(DefaultTrainer):
         if cfg.SOLVER.AMP.ENABLED:
             self._trainer = SeqRankAMPTrainer(
                 model, data_loader, optimizer, precision=cfg.SOLVER.AMP.PRECISION
+            )
+            scaler = "with" if self._trainer.grad_scaler is not None else "without"
+            logger.info(
+                "Mixed precision: %s autocast %s a GradScaler", cfg.SOLVER.AMP.PRECISION, scaler
             )
         else:
             self._trainer = SimpleTrainer(model, data_loader, optimizer)
