@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 
 # The original hard-codes both stop thresholds; TEST.THRESHOLD is only used by the metrics.
 STOP_THRESHOLD = 0.001
-# Upsampled float32 mask values alive at once when the ranked masks are thresholded (512 MiB).
-MASK_CHUNK_VALUES = 1 << 27
+# Upsampled float32 mask values alive at once when the ranked masks are thresholded (128 MiB).
+MASK_CHUNK_VALUES = 1 << 25
 
 
 def _tokens(x):
@@ -71,8 +71,11 @@ def threshold_masks(mask_logits, height, width):
     for start in range(0, k, step):
         chunk = F.interpolate(
             mask_logits[start : start + step].float()[None], size=(height, width), mode="bilinear"
-        )[0]
-        masks[start : start + step] = chunk.sigmoid_() > 0.5
+        )[0].sigmoid_()
+        if chunk.device == masks.device:
+            torch.gt(chunk, 0.5, out=masks[start : start + step])
+        else:
+            masks[start : start + step] = chunk > 0.5
     return masks
 
 
