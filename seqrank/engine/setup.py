@@ -14,16 +14,19 @@ from ..config import add_seqrank_config, merge_config_file
 from ..data import register_sor_datasets
 from .amp import amp_dtype
 
-__all__ = ["build_cfg", "fit_to_machine", "resolve_device", "setup"]
+__all__ = ["batch_derivation", "build_cfg", "fit_to_machine", "resolve_device", "setup"]
 
 logger = logging.getLogger("seqrank")
 
 
-def build_cfg(config_file=None, opts=(), num_gpus=1):
+def build_cfg(config_file=None, opts=(), num_gpus=1, num_machines=1):
     """Config as the original driver builds it: SeqRank keys, then the file, then ``opts``.
 
-    ``SOLVER.IMS_PER_BATCH`` is derived as ``IMS_PER_GPU x NUM_GPUS`` (NUM_GPUS before it is reset
-    to ``num_gpus``), so the YAML value of IMS_PER_BATCH is ignored as in the original.
+    ``SOLVER.IMS_PER_BATCH`` is derived as ``IMS_PER_GPU x NUM_GPUS x num_machines``, with
+    NUM_GPUS before it is reset to ``num_gpus`` (the processes per machine): one
+    ``IMS_PER_GPU`` batch per process of the world. On one machine this is the original's rule,
+    quirk included (a NUM_GPUS set in the YAML or ``opts`` wins over ``num_gpus``); the YAML value
+    of IMS_PER_BATCH is ignored as in the original.
     """
     cfg = get_cfg()
     add_seqrank_config(cfg, num_gpus=num_gpus)
@@ -36,9 +39,25 @@ def build_cfg(config_file=None, opts=(), num_gpus=1):
     except (AssertionError, KeyError) as exc:
         # yacs reports bad keys and types with assertions; make them ordinary user errors.
         raise ValueError(f"invalid config ({config_file or 'command line'}): {exc}") from None
-    cfg.SOLVER.IMS_PER_BATCH = cfg.SOLVER.IMS_PER_GPU * cfg.SOLVER.NUM_GPUS
+    cfg.SOLVER.IMS_PER_BATCH = cfg.SOLVER.IMS_PER_GPU * cfg.SOLVER.NUM_GPUS * num_machines
     cfg.SOLVER.NUM_GPUS = num_gpus
     return cfg
+
+
+def batch_derivation(cfg, num_gpus, num_machines):
+    """The log line that explains ``SOLVER.IMS_PER_BATCH`` (see :func:`build_cfg`)."""
+    per_gpu, batch = cfg.SOLVER.IMS_PER_GPU, cfg.SOLVER.IMS_PER_BATCH
+    per_machine = batch // (per_gpu * num_machines) if per_gpu else num_gpus
+    line = (
+        f"Total batch SOLVER.IMS_PER_BATCH = {batch} = SOLVER.IMS_PER_GPU {per_gpu} x "
+        f"{per_machine} process(es) per machine x {num_machines} machine(s)"
+    )
+    if per_machine != num_gpus:
+        line += (
+            f" (SOLVER.NUM_GPUS {per_machine} from the config, not --num-gpus {num_gpus}: "
+            "the original's rule)"
+        )
+    return line
 
 
 def resolve_device(device, world_size=1, local_rank=0, cuda_count=0):
@@ -131,14 +150,18 @@ def setup(args):
     """Build, freeze and register everything for a train_net.py run."""
     if getattr(args, "trust_checkpoint", False):
         os.environ[TRUST_ENV] = "1"
-    cfg = build_cfg(args.config_file, args.opts, num_gpus=args.num_gpus)
+    num_machines = getattr(args, "num_machines", 1)
+    cfg = build_cfg(args.config_file, args.opts, args.num_gpus, num_machines)
     notes = fit_to_machine(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     # default_setup only configures the detectron2 and fvcore loggers.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="seqrank", abbrev_name="sr")
+    for note in getattr(args, "launch_notes", []):
+        logger.info(note)
     for note in notes:
         logger.warning(note)
+    logger.info(batch_derivation(cfg, args.num_gpus, num_machines))
     if (
         cfg.MODEL.DEVICE == "cpu"
         and comm.get_world_size() > 1

@@ -87,6 +87,22 @@ class Trainer(DefaultTrainer):
         self._last_eval_results = self.test(self.cfg, unwrap(self.model))
         return self._last_eval_results
 
+    def resume_or_load(self, resume=True):
+        """detectron2's resume (or MODEL.WEIGHTS load), then a check that every process of the
+        job starts from the same iteration: each reads OUTPUT_DIR on its own machine."""
+        super().resume_or_load(resume=resume)
+        if comm.get_world_size() == 1:
+            return
+        starts = comm.all_gather(self.start_iter)
+        if len(set(starts)) > 1:
+            ranks = ", ".join(f"rank {r}: {s}" for r, s in enumerate(starts))
+            raise ValueError(
+                f"the processes would start from different iterations ({ranks}): with --resume "
+                f"every machine needs the same last checkpoint in OUTPUT_DIR ({self.cfg.OUTPUT_DIR}"
+                "; a shared filesystem, or copy it from the first machine)"
+            )
+        logger.info("All %d processes start from iteration %d", len(starts), starts[0])
+
     def load_state_dict(self, state_dict):
         # A checkpoint saved with one optimizer group per parameter (earlier versions) holds a
         # scheduler base LR per parameter: keep one per merged group (the optimizer converts its

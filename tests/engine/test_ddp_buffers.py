@@ -1,19 +1,12 @@
 """2 CPU processes (GLOO): buffers start equal on every rank, bf16 AMP trains, no FutureWarning."""
 
-import socket
 import subprocess
 import sys
 
 import torch
 
 from tests.conftest import PARITY, REPO, require_shared
-
-
-def free_port():
-    """A port the OS reports free right now (never a fixed one: tests run side by side)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.engine.launchers import free_port
 
 
 def test_random_pe_buffer_is_synced_at_start_and_amp_trains_without_warnings(tmp_path):
