@@ -111,9 +111,9 @@ def check_world(args, world_size):
             f"{batch // max(1, per_gpu * args.num_machines) if per_gpu else 0} per machine x "
             f"{args.num_machines} machine(s)) cannot be split evenly over {world_size} processes"
         )
+    # detectron2's spawner asserts this wherever CUDA exists (one GPU per process).
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    wants_cuda = str(cfg.MODEL.DEVICE).startswith("cuda")
-    if wants_cuda and count and args.num_gpus > count:
+    if count and args.num_gpus > count:
         raise ValueError(f"--num-gpus {args.num_gpus}, but this machine has {count} CUDA device(s)")
 
 

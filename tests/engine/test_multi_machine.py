@@ -163,3 +163,33 @@ def test_a_killed_peer_ends_the_other_with_one_line(tmp_path):
     assert last.startswith("error: distributed job failed:"), stderr[-3000:]
     assert "Traceback" not in stderr
     assert ended_after < 60 + 60, ended_after
+
+
+def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
+    class Args:
+        config_file, num_gpus, num_machines, opts = SWIN, 4, 1, []
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"--num-gpus 4, but this machine has 2 CUDA device"):
+        check_world(Args, 4)
+
+
+def test_processes_resuming_from_different_iterations_stop(monkeypatch):
+    from types import SimpleNamespace
+
+    from detectron2.utils import comm
+
+    from seqrank.engine import Trainer
+
+    checkpointer = SimpleNamespace(resume_or_load=lambda *a, **k: None, has_checkpoint=lambda: True)
+    cfg = SimpleNamespace(MODEL=SimpleNamespace(WEIGHTS=""), OUTPUT_DIR="output/x")
+    trainer = Trainer.__new__(Trainer)  # just what resume_or_load reads
+    trainer.checkpointer, trainer.cfg, trainer.iter, trainer.start_iter = checkpointer, cfg, 6, 0
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    monkeypatch.setattr(comm, "all_gather", lambda value: [value, 0])
+    with pytest.raises(ValueError, match=r"different iterations \(rank 0: 7, rank 1: 0\)"):
+        Trainer.resume_or_load(trainer, resume=True)
+    monkeypatch.setattr(comm, "all_gather", lambda value: [value, value])
+    Trainer.resume_or_load(trainer, resume=True)
+    assert trainer.start_iter == 7
