@@ -109,3 +109,39 @@ def test_to_device_keeps_host_tensors_on_cpu():
     tensors = [torch.ones(2, 3), torch.zeros(0, 3)]
     moved = meta_arch.to_device(tensors, "cpu")
     assert all(a is b for a, b in zip(tensors, moved))
+
+
+def test_cudnn_benchmark_on_by_default_and_tf32_opt_in():
+    from seqrank.engine.setup import _configure_backends
+
+    cfg = build_cfg(TINY, ["MODEL.DEVICE", "cpu", "TF32", "True"])
+    assert cfg.CUDNN_BENCHMARK and not build_cfg(TINY).TF32
+    saved = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    try:
+        torch.backends.cudnn.benchmark = False
+        _configure_backends(cfg)
+        assert torch.backends.cudnn.benchmark
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.backends.cudnn.benchmark = saved[0]
+        torch.set_float32_matmul_precision(saved[1])
+
+
+def test_periodic_evaluation_gets_the_model_inside_ddp(monkeypatch):
+    from types import SimpleNamespace
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from seqrank.engine import Trainer, unwrap
+
+    inner = torch.nn.Linear(2, 2)
+    wrapped = DistributedDataParallel.__new__(DistributedDataParallel)
+    torch.nn.Module.__init__(wrapped)
+    wrapped.module = inner  # a DDP shell: no process group needed to unwrap it
+    assert unwrap(wrapped) is inner and unwrap(inner) is inner
+    seen = []
+    monkeypatch.setattr(Trainer, "test", classmethod(lambda cls, cfg, model: seen.append(model)))
+    trainer = Trainer.__new__(Trainer)
+    trainer._trainer, trainer.cfg = SimpleNamespace(model=wrapped), None
+    trainer._evaluate_unwrapped()
+    assert seen == [inner]
