@@ -258,7 +258,9 @@ def training_table(steps, batch, device, size=800, config=SWIN):
             print(f"{precision:<9} {size:5d}  {batch:5d}  out of memory (try --train-batch)")
             continue
         finally:
-            del model
+            del step, model  # the loop holds the model and its optimizer state
+            if torch.device(device).type == "cuda":
+                torch.cuda.empty_cache()
         mem = _peak_mib(device) / 1024
         speed = batch / seconds
         print(f"{precision:<9} {size:5d}  {batch:5d}  {seconds:6.3f}  {speed:8.2f}  {mem:8.1f}")
