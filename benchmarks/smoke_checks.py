@@ -67,7 +67,8 @@ def demo_run(args):
     for suffix in ("_overlay.png", "_colormap.png", ".json"):
         _expect((out / f"{args.stem}{suffix}").is_file(), f"{out}/{args.stem}{suffix} missing")
     ranked = json.loads((out / f"{args.stem}.json").read_text())
-    return f"outputs written ({len(ranked.get('objects', ranked))} ranked entries)"
+    _expect(ranked.get("num") == len(ranked.get("masks", [])), f"{args.stem}.json: num != masks")
+    return f"outputs written, {ranked['num']} ranked object(s)"
 
 
 def matcher(args):
