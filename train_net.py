@@ -8,18 +8,27 @@ Evaluate a released checkpoint (the seed README's command):
 
 Train on N GPUs (or N CPU processes on a machine without GPUs):
     python train_net.py --num-gpus 4 --config-file configs/swinL.yaml SOLVER.IMS_PER_GPU 8 ...
+
+Across machines (README "Across machines"): --num-machines M --machine-rank R --dist-url
+tcp://HOST:PORT on every machine, or torchrun (--nproc-per-node N [--nnodes M ...]) starting
+this script. The total batch is SOLVER.IMS_PER_GPU x all processes.
 """
 
 import logging
 import sys
+import warnings
 
-from detectron2.engine import default_argument_parser, launch
-from detectron2.evaluation import verify_results
-from detectron2.utils import comm
+# detectron2 (pinned commit) calls torch.jit.script at import; not ours to fix, and not news.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
 
-import seqrank  # noqa: F401  (registers the model components)
-from seqrank.checkpoint import CheckpointMismatchError, UntrustedCheckpointError
-from seqrank.engine import Trainer, setup
+from detectron2.engine import default_argument_parser  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+
+import seqrank  # noqa: E402,F401  (registers the model components)
+from seqrank.checkpoint import CheckpointMismatchError, UntrustedCheckpointError  # noqa: E402
+from seqrank.engine import Trainer, setup  # noqa: E402
+from seqrank.engine.launch import PeerLost, add_launch_arguments, launch_job  # noqa: E402
 
 logger = logging.getLogger("seqrank")
 
@@ -31,6 +40,7 @@ USER_ERRORS = (
     CheckpointMismatchError,
     UntrustedCheckpointError,
     FloatingPointError,
+    PeerLost,
 )
 
 
@@ -41,7 +51,7 @@ def build_parser():
         action="store_true",
         help="allow checkpoints holding arbitrary pickled Python objects (only files you trust)",
     )
-    return parser
+    return add_launch_arguments(parser)
 
 
 def main(args):
@@ -60,14 +70,7 @@ def main(args):
 def cli(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        launch(
-            main,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-        )
+        launch_job(main, args)
     except USER_ERRORS as exc:
         # Errors raised in data-loader workers carry the worker's traceback; keep the last line.
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

@@ -53,7 +53,7 @@ def test_active_ranking_is_identical_to_the_reference_loop(parity_setup, indices
         assert ref["scores"] == got["scores"] and ref["saliency"] == got["saliency"]
         assert ref["bboxes"] == got["bboxes"]
         for a, b in zip(ref["masks"], got["masks"]):
-            assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+            assert a.dtype == b.dtype == np.bool_ and a.shape == b.shape
             np.testing.assert_array_equal(a, b)
 
 
