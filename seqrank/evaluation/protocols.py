@@ -26,6 +26,7 @@ from seqrank.evaluation.metrics import (
     aggregate,
     binary_flat,
     image_metrics,
+    pack_bits,
     pairwise_iou,
     quiet_numerics,
     stack_maps,
@@ -95,13 +96,24 @@ def irsr_sa_sor_image(preds, gts, gt_rank_values=None, pred_rank_scores=None) ->
     ``gt_rank_values``.
     """
     n, m = len(gts), len(preds)
+    if n < 2 or m == 0:
+        return irsr_sa_sor_from_iou(np.zeros((n, m)), gt_rank_values, pred_rank_scores)
+    iou = pairwise_iou(binary_flat(stack_maps(gts)), binary_flat(stack_maps(preds)), eps=0.0)
+    return irsr_sa_sor_from_iou(iou, gt_rank_values, pred_rank_scores)
+
+
+def irsr_sa_sor_from_iou(iou, gt_rank_values=None, pred_rank_scores=None) -> Optional[float]:
+    """:func:`irsr_sa_sor_image` from the N x M IoU matrix (no epsilon) of GTs and predictions.
+
+    Lets a caller that already has the bit-packed maps (e.g.
+    :func:`seqrank.evaluation.metrics.summary_iou` with ``eps=0``) skip the full-size maps.
+    """
+    n, m = iou.shape
     if n < 2:
         return None
     if m == 0:
         return 0.0
-    gts = stack_maps(gts)
-    preds = stack_maps(preds)
-    matched = irsr_match(pairwise_iou(binary_flat(gts), binary_flat(preds), eps=0.0))
+    matched = irsr_match(iou)
     scores = _order_values(m, pred_rank_scores)
     ranked = np.arange(m) if m > n else np.unique(matched[matched >= 0])
     score_rank = np.zeros(m)
@@ -148,17 +160,22 @@ def assr_rank_map(masks: np.ndarray) -> np.ndarray:
     return grey
 
 
-def assr_predicted_ranks(rank_map: np.ndarray, gt_masks: np.ndarray) -> np.ndarray:
+def assr_predicted_ranks(rank_map: np.ndarray, gt_masks) -> np.ndarray:
     """Predicted grey rank of each GT object (N x h x w boolean) in a grey rank map.
 
     An object gets the mode (ties to the smallest value) of the non-zero grey values under it
     when more than ``int(0.5 * |G|)`` of its pixels are non-zero, else 0. The per-value pixel
-    counts of all objects come from one N x P by P x 5 product.
+    counts are popcounts of the bit-packed GT masks AND the bit-packed pixels of each grey value
+    (exact integers). ``gt_masks`` may also be ``pack_bits(gt_masks)`` (N x P64 words), so that
+    the GT of an image is packed once for several predictions.
     """
     grey = np.array(sorted(ASSR_GREY))  # ascending, so argmax breaks ties to the smallest
-    onehot = (rank_map.reshape(-1, 1) == grey[None, :]).astype(np.float64)
-    counts = gt_masks.reshape(len(gt_masks), -1).astype(np.float64) @ onehot
-    area = gt_masks.reshape(len(gt_masks), -1).sum(axis=1)
+    gt_words = gt_masks if gt_masks.dtype == np.uint64 else pack_bits(gt_masks)
+    value_words = pack_bits(rank_map.reshape(1, -1) == grey[:, None])
+    counts = np.bitwise_count(gt_words[:, None, :] & value_words[None, :, :]).sum(
+        axis=-1, dtype=np.int64
+    )
+    area = np.bitwise_count(gt_words).sum(axis=-1, dtype=np.int64)
     covered = counts.sum(axis=1) > (0.5 * area).astype(np.int64)
     return np.where(covered, grey[counts.argmax(axis=1)], 0)
 
@@ -180,9 +197,18 @@ def assr_sor_image(preds, gts, gt_rank_values=None, size=ASSR_SIZE) -> Optional[
     """
     if len(gts) == 0:
         return None
-    pred_map = assr_rank_map(resize_binary(preds, size))
+    pred_map = assr_rank_map(resize_binary(preds[: len(ASSR_GREY)], size))
     pred_ranks = assr_predicted_ranks(pred_map, resize_binary(gts, size))
-    gt_ranks = _order_values(len(gts), gt_rank_values)
+    return assr_sor_from_ranks(pred_ranks, gt_rank_values)
+
+
+def assr_sor_from_ranks(pred_ranks, gt_rank_values=None) -> Optional[float]:
+    """:func:`assr_sor_image` from the N predicted ranks of the GT objects (0 = not predicted).
+
+    ``pred_ranks``: e.g. :func:`assr_predicted_ranks` (higher = more salient).
+    """
+    pred_ranks = np.asarray(pred_ranks)
+    gt_ranks = _order_values(len(pred_ranks), gt_rank_values)
     keep = (gt_ranks != 0) & (pred_ranks != 0)
     if keep.sum() == 0:
         return None
@@ -199,9 +225,37 @@ def assr_mae_image(preds, gts, size=ASSR_SIZE) -> float:
     Both maps are painted by :func:`assr_rank_map` from the rank orders (top 5). The value is a
     fraction (papers report it x100).
     """
-    pred_map = assr_rank_map(resize_binary(preds, size)).astype(np.float64)
-    gt_map = assr_rank_map(resize_binary(gts, size)).astype(np.float64)
-    return float(np.mean(np.abs(pred_map - gt_map)) / 255.0)
+    pred_map = assr_rank_map(resize_binary(preds[: len(ASSR_GREY)], size))
+    return assr_mae_from_maps(pred_map, assr_rank_map(resize_binary(gts[: len(ASSR_GREY)], size)))
+
+
+def assr_mae_from_maps(pred_map: np.ndarray, gt_map: np.ndarray) -> float:
+    """:func:`assr_mae_image` from the two grey maps (h x w, values 0-255, any numeric dtype)."""
+    diff = np.subtract(pred_map, gt_map, dtype=np.float64)
+    return float(np.mean(np.abs(diff, out=diff)) / 255.0)
+
+
+def assr_saliency_ranks(saliency: np.ndarray, gt_masks: np.ndarray) -> np.ndarray:
+    """Predicted ranks of the GT objects from a continuous saliency map, as ASSR scores SOD
+    methods: the mean saliency inside each object, ties broken by object index.
+
+    Args:
+        saliency: h x w saliency map (any scale, 0 = not salient) at the size of ``gt_masks``.
+        gt_masks: N x h x w boolean GT masks, most salient first.
+    Returns:
+        N values for :func:`assr_sor_from_ranks`: ``N - position`` of the object in the order
+        (mean descending, then object index), and 0 for an object whose mean saliency is 0 or
+        that has no pixel (nothing predicted there, as a rank-map object left unpainted).
+    """
+    n = len(gt_masks)
+    flat = gt_masks.reshape(n, -1)
+    area = flat.sum(axis=1)
+    sums = flat.astype(np.float64) @ np.asarray(saliency, dtype=np.float64).reshape(-1)
+    means = np.divide(sums, area, out=np.zeros(n), where=area > 0)
+    order = sorted(range(n), key=lambda i: (-means[i], i))
+    ranks = np.zeros(n, dtype=np.float64)
+    ranks[order] = np.arange(n, 0, -1)
+    return np.where(means > 0, ranks, 0.0)
 
 
 def assr_sor(values: List[Optional[float]]) -> float:
