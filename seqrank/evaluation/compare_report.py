@@ -23,8 +23,8 @@ from ..utils.atomic_io import atomic_write_files
 from .compare import (
     HEADLINE,
     LOWER_IS_BETTER,
-    Comparison,
     CompareInputError,
+    Comparison,
     add_bootstrap,
     check_method_specs,
     compare_methods,
@@ -320,7 +320,8 @@ def comparison_png(comparison: Comparison) -> bytes:
 
     fig, (ax_dist, ax_topk) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     names, data = [], []
-    for m in comparison.methods.values():
+    styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-")]
+    for index, m in enumerate(comparison.methods.values()):
         if m.summary.get("seqrank") is None:
             continue
         values = [per_image_values(s).get("seqrank_sa_sor") for s in m.per_image]
@@ -328,7 +329,10 @@ def comparison_png(comparison: Comparison) -> bytes:
         data.append([0.0 if math.isnan(v) else v for v in values if v is not None])
         topk = [_value(m, "seqrank", f"top{k}") for k in range(1, TOPK + 1)]
         ks = [k for k, v in zip(range(1, TOPK + 1), topk) if v is not None]
-        ax_topk.plot(ks, [v for v in topk if v is not None], marker="o", label=m.name)
+        marker, line = styles[index % len(styles)]
+        ax_topk.plot(
+            ks, [v for v in topk if v is not None], marker=marker, linestyle=line, label=m.name
+        )
     if data:
         ax_dist.boxplot(data, showmeans=True)
         ax_dist.set_xticks(range(1, len(names) + 1), names, rotation=15)
