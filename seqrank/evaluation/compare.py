@@ -507,7 +507,10 @@ def default_workers() -> int:
 
 def _run_chunks(job, workers):
     """Chunks of per-image rows, in dataset order."""
-    bounds = [(s, min(s + _CHUNK, len(job.records))) for s in range(0, len(job.records), _CHUNK)]
+    n = len(job.records)
+    # Small enough that every worker gets several chunks, so none idles at the end.
+    size = max(1, min(_CHUNK, n // (4 * max(1, workers))))
+    bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
     if workers <= 1 or len(bounds) <= 1:
         for start, stop in bounds:
             yield job.score(start, stop)

@@ -14,7 +14,6 @@ import math
 import os
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 from detectron2.data import DatasetCatalog
 from tabulate import tabulate
 
@@ -39,6 +38,7 @@ from .protocols import PROTOCOLS
 
 __all__ = [
     "OUTPUT_FILES",
+    "build_comparison",
     "load_dataset",
     "markdown_table",
     "render_outputs",
@@ -95,11 +95,10 @@ def load_dataset(dataset: str, root: str) -> List[dict]:
     return records
 
 
-def run_comparison(
+def build_comparison(
     dataset: str,
     preds: Sequence[str],
     dataset_root: str,
-    output_dir: str,
     protocols: Sequence[str] = PROTOCOLS,
     bootstrap: int = 0,
     seed: int = 0,
@@ -108,8 +107,8 @@ def run_comparison(
     progress: bool = True,
     workers: int = 1,
 ) -> Comparison:
-    """Compare the methods ``preds`` (``NAME=[KIND:]PATH`` strings) on ``dataset`` and write the
-    outputs to ``output_dir``. Every input is opened and checked before any image is scored."""
+    """Compare the methods ``preds`` (``NAME=[KIND:]PATH`` strings) on ``dataset``. Every input
+    is opened and checked before any image is scored; nothing is written."""
     specs = [parse_method_spec(p) for p in preds]
     check_method_specs(specs)
     records = load_dataset(dataset, dataset_root)
@@ -121,7 +120,16 @@ def run_comparison(
     _log_inputs(comparison)
     if bootstrap:
         add_bootstrap(comparison, bootstrap, seed)
-    files = render_outputs(comparison, bootstrap, seed)
+    return comparison
+
+
+def run_comparison(
+    dataset: str, preds: Sequence[str], dataset_root: str, output_dir: str, **options
+) -> Comparison:
+    """:func:`build_comparison` (``options`` are its keywords), then the files of
+    :data:`OUTPUT_FILES` written to ``output_dir`` in one atomic step."""
+    comparison = build_comparison(dataset, preds, dataset_root, **options)
+    files = render_outputs(comparison, options.get("bootstrap", 0), options.get("seed", 0))
     os.makedirs(output_dir, exist_ok=True)
     atomic_write_files({os.path.join(output_dir, k): v for k, v in files.items()})
     logger.info("Wrote %s to %s", ", ".join(files), output_dir)
@@ -363,9 +371,3 @@ def render_outputs(comparison: Comparison, bootstrap: int = 0, seed: int = 0) ->
         "per_image.csv": per_image_csv(comparison),
         "comparison.png": comparison_png(comparison),
     }
-
-
-def per_image_array(comparison: Comparison, method: str, column: str) -> np.ndarray:
-    """Per-image values of one column as floats (NaN where not counted)."""
-    rows = [per_image_values(s).get(column) for s in comparison.methods[method].per_image]
-    return np.array([math.nan if v is None else v for v in rows], dtype=np.float64)

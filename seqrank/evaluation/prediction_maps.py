@@ -34,8 +34,9 @@ MAP_KINDS = ("rankmap", "saliency")
 # A rank map has one grey value per object; more values than this means a continuous map.
 MAX_RANK_VALUES = 32
 # Share of the grey-level edges that may lie on a ramp (a pixel strictly between its two
-# neighbours) in a rank map: objects one pixel wide make a few, smooth saliency makes many.
+# neighbours) in a rank map: thin objects make a few, smooth saliency makes many.
 MAX_RAMP_FRACTION = 0.05
+RAMP_SPACINGS = (1, 4)
 # Bound on a map's pixels, checked on the PNG header before anything is decoded (8K x 8K).
 MAX_MAP_PIXELS = 1 << 26
 DETECT_SAMPLES = 8
@@ -158,18 +159,23 @@ def grey_values(grey: np.ndarray) -> np.ndarray:
 
 
 def _ramp_fraction(grey: np.ndarray) -> float:
-    """Share of the grey-level edges (neighbours that differ) where a pixel lies strictly between
-    its two neighbours, along rows and columns."""
+    """Largest share, over the spacings of :data:`RAMP_SPACINGS`, of the pixel pairs that differ
+    (an edge) where the pixel lies strictly between its two neighbours at that spacing, along
+    rows and columns. Smooth maps ramp at spacing 1, posterised ones over a few pixels; in a rank
+    map only objects thinner than twice the spacing do."""
     g = grey.astype(np.int16)
-    ramps = edges = 0
-    for a, b, c in (
-        (g[:, :-2], g[:, 1:-1], g[:, 2:]),
-        (g[:-2], g[1:-1], g[2:]),
-    ):
-        lo, hi = np.minimum(a, c), np.maximum(a, c)
-        ramps += int(np.count_nonzero((lo < b) & (b < hi)))
-        edges += int(np.count_nonzero(a != b))
-    return ramps / edges if edges else 0.0
+    worst = 0.0
+    for k in RAMP_SPACINGS:
+        ramps = edges = 0
+        for a, b, c in (
+            (g[:, : -2 * k], g[:, k:-k], g[:, 2 * k :]),
+            (g[: -2 * k], g[k:-k], g[2 * k :]),
+        ):
+            lo, hi = np.minimum(a, c), np.maximum(a, c)
+            ramps += int(np.count_nonzero((lo < b) & (b < hi)))
+            edges += int(np.count_nonzero(a != b))
+        worst = max(worst, ramps / edges if edges else 0.0)
+    return worst
 
 
 def is_rank_map(grey: np.ndarray) -> bool:
