@@ -517,17 +517,19 @@ def _run_chunks(job, workers):
         return
     global _WORKER_JOB
     _WORKER_JOB = job
-    context = multiprocessing.get_context("fork")
+    threads = cv2.getNumThreads()
     try:
-        with context.Pool(min(workers, len(bounds)), initializer=_init_worker) as pool:
+        # OpenCV's thread pool does not survive a fork (a child can inherit one of its locks
+        # held); with one thread it is stopped here, in the parent, and the children never use
+        # it. The parent gets its threads back once the children are started.
+        cv2.setNumThreads(1)
+        pool = multiprocessing.get_context("fork").Pool(min(workers, len(bounds)))
+        cv2.setNumThreads(threads)
+        with pool:
             yield from pool.imap(_score_chunk, bounds)
     finally:
+        cv2.setNumThreads(threads)
         _WORKER_JOB = None
-
-
-def _init_worker():
-    # A forked child must not wait on OpenCV threads of its parent; one thread per process.
-    cv2.setNumThreads(1)
 
 
 def _score_chunk(bounds):
