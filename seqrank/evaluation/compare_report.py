@@ -24,14 +24,12 @@ from .compare import (
     LOWER_IS_BETTER,
     CompareInputError,
     Comparison,
-    add_bootstrap,
     check_method_specs,
     compare_methods,
     open_source,
     parse_method_spec,
-    per_image_columns,
-    per_image_values,
 )
+from .compare_stats import add_bootstrap, per_image_columns, per_image_values
 from .metrics import TOPK
 from .prediction_maps import MAX_RANK_VALUES
 from .protocols import PROTOCOLS

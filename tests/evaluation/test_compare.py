@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 
 from seqrank.data.synthetic import mask_to_polygons
-from seqrank.evaluation.compare import (
-    CompareInputError,
-    add_bootstrap,
-    check_method_specs,
-    parse_method_spec,
-    per_image_values,
-)
+from seqrank.evaluation.compare import CompareInputError, check_method_specs, parse_method_spec
 from seqrank.evaluation.compare_report import build_comparison, render_outputs
+from seqrank.evaluation.compare_stats import add_bootstrap, per_image_values
 from seqrank.evaluation.protocols import (
     ASSR_GREY,
     PROTOCOLS,
