@@ -3,7 +3,8 @@
 Outputs, all written in one atomic step once everything is computed (an error leaves nothing
 behind): ``comparison.json`` (``{method: {protocol: {metric: value, ...} or null}}``),
 ``comparison.csv``, ``comparison.md`` (the paper table, best per column in bold),
-``per_image.csv`` and ``comparison.png`` (per-image SA-SOR distribution and top-k curve).
+``per_image.csv``, ``comparison.png`` (per-image SA-SOR distribution and top-k curve) and
+``inputs.json`` (per method: kind, path and the images missing, extra files, resized maps).
 """
 
 import csv
@@ -51,6 +52,7 @@ OUTPUT_FILES = (
     "comparison.md",
     "per_image.csv",
     "comparison.png",
+    "inputs.json",
 )
 COLUMN_LABELS = {
     ("seqrank", "sa_sor"): "seqrank SA-SOR",
@@ -278,6 +280,23 @@ def _csv_number(value):
     return "nan" if math.isnan(value) else repr(float(value))
 
 
+def inputs_json(comparison: Comparison) -> bytes:
+    """What was read for each method: kind, path and the full lists the log abbreviates."""
+    payload = {
+        name: {
+            "kind": m.kind,
+            "path": m.path,
+            "images": len(comparison.images) - len(m.missing),
+            "missing": m.missing,
+            "extra": m.extra,
+            "resized": m.resized,
+            "many_values": m.many_values,
+        }
+        for name, m in comparison.methods.items()
+    }
+    return json.dumps(payload, indent=1).encode("utf-8")
+
+
 def comparison_csv(comparison: Comparison) -> bytes:
     """Long format: one row per method, protocol and metric (empty value: not applicable)."""
     buffer = io.StringIO()
@@ -368,4 +387,5 @@ def render_outputs(comparison: Comparison, bootstrap: int = 0, seed: int = 0) ->
         "comparison.md": markdown_table(comparison, bootstrap, seed).encode("utf-8"),
         "per_image.csv": per_image_csv(comparison),
         "comparison.png": comparison_png(comparison),
+        "inputs.json": inputs_json(comparison),
     }

@@ -177,6 +177,8 @@ def test_missing_maps_are_empty_predictions_and_extra_files_are_counted(setup, t
     comparison = run(setup, f"partial={folder}")
     method = comparison.methods["partial"]
     assert method.missing == ["img_b"] and method.extra == ["readme.txt", "unrelated.png"]
+    inputs = json.loads(render_outputs(comparison)["inputs.json"])["partial"]
+    assert inputs["missing"] == ["img_b"] and inputs["images"] == 3 and inputs["kind"] == "rankmap"
     b = comparison.images.index("img_b")
     assert method.per_image[b]["seqrank"]["ap"] == pytest.approx(0.0, abs=1e-9)
     assert method.per_image[b]["irsr"] == 0.0  # no prediction scores 0 under irsr

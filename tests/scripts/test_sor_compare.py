@@ -22,7 +22,14 @@ README_COMMAND = [
     "--pred", "MethodB=assets/sor_compare/MethodB",
     "--protocol", "all", "--output", "output/sor_compare_example",
 ]  # fmt: skip
-OUTPUTS = {"comparison.json", "comparison.csv", "comparison.md", "per_image.csv", "comparison.png"}
+OUTPUTS = {
+    "comparison.json",
+    "comparison.csv",
+    "comparison.md",
+    "per_image.csv",
+    "comparison.png",
+    "inputs.json",
+}
 
 
 def readme_block(after):
