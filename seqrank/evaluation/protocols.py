@@ -169,15 +169,22 @@ def assr_predicted_ranks(rank_map: np.ndarray, gt_masks) -> np.ndarray:
     An object gets the mode (ties to the smallest value) of the non-zero grey values under it
     when more than ``int(0.5 * |G|)`` of its pixels are non-zero, else 0. The per-value pixel
     counts are popcounts of the bit-packed GT masks AND the bit-packed pixels of each grey value
-    (exact integers). ``gt_masks`` may also be ``pack_bits(gt_masks)`` (N x P64 words), so that
-    the GT of an image is packed once for several predictions.
+    (exact integers, on the words the GT objects cover). ``gt_masks`` may also be
+    ``pack_bits(gt_masks)`` (N x P64 words), so that the GT of an image is packed once for
+    several predictions.
     """
     grey = np.array(sorted(ASSR_GREY))  # ascending, so argmax breaks ties to the smallest
     gt_words = gt_masks if gt_masks.dtype == np.uint64 else pack_bits(gt_masks)
-    value_words = pack_bits(rank_map.reshape(1, -1) == grey[:, None])
-    counts = np.bitwise_count(gt_words[:, None, :] & value_words[None, :, :]).sum(
-        axis=-1, dtype=np.int64
-    )
+    # Only the 64-pixel words that some GT object covers can count: the grey values are
+    # compared and packed on those pixels alone (objects cover a small part of an image).
+    keep = np.flatnonzero(np.bitwise_or.reduce(gt_words, axis=0))
+    flat = rank_map.reshape(-1)
+    flat = np.pad(flat, (0, (-len(flat)) % 64)) if len(flat) % 64 else flat
+    pixels = np.take(flat.reshape(-1, 64), keep, axis=0).reshape(1, -1)
+    value_words = pack_bits(pixels == grey[:, None])
+    counts = np.bitwise_count(
+        np.take(gt_words, keep, axis=1)[:, None, :] & value_words[None, :, :]
+    ).sum(axis=-1, dtype=np.int64)
     area = np.bitwise_count(gt_words).sum(axis=-1, dtype=np.int64)
     covered = counts.sum(axis=1) > (0.5 * area).astype(np.int64)
     return np.where(covered, grey[counts.argmax(axis=1)], 0)
