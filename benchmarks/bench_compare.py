@@ -111,6 +111,12 @@ def _cached_data(root, params):
     return saved["preds"] if saved["params"] == params else None
 
 
+def _cpu_seconds():
+    """User + system time of this process and of its finished children (the workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def run(args, root):
     params = [args.images, args.height, args.width, args.seed]
     preds = _cached_data(root, params)
@@ -126,7 +132,7 @@ def run(args, root):
         f"data: {args.images} images {args.height}x{args.width}, 3 methods "
         f"(results file, rank maps, saliency maps), {made}"
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     comparison = run_comparison(
         DATASET,
         preds,
@@ -137,7 +143,7 @@ def run(args, root):
         progress=False,
         workers=args.workers,
     )
-    total = time.perf_counter() - start
+    total, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     scored = len(comparison.images) * len(comparison.methods)
     print(
         f"protocols: seqrank, irsr, assr; bootstrap {args.bootstrap} resamples; "
@@ -146,6 +152,10 @@ def run(args, root):
     print(
         f"{len(comparison.images)} images x {len(comparison.methods)} methods: "
         f"{len(comparison.images) / total:.1f} images/s, {scored / total:.1f} image-methods/s"
+    )
+    print(
+        f"CPU time {cpu:.1f} s (this process and its workers; the load average was "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
     )
     print(f"total: {total:.1f} s")
     return total
