@@ -1,0 +1,219 @@
+"""The inference loop's decisions (ARCHITECTURE.md section 9.2) on scripted logits.
+
+A stub ranking module returns, for each image and step, the saliency logits of a script, so every
+rule of the loop is checked on values chosen around its threshold: an image stops for good at its
+first pick whose objectness or saliency is below 0.001, and after Q steps at the latest (all
+queries used). Both inference paths (the reference loop and the fast one, which drops stopped
+images from the batch) are run.
+
+Letters: B = images, Q = queries, h x w = mask-logit size, H x W = image size.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from seqrank.modeling.meta_arch import STOP_THRESHOLD, SeqRank
+
+NUM_QUERIES = 4
+HEIGHT, WIDTH = 6, 8
+# (cx, cy, h, w) of every predicted box: x in [0.3, 0.7] x W, y in [0.4, 0.6] x H.
+BOX_XYHW = (0.5, 0.5, 0.2, 0.4)
+BOX_XYXY = [0.3 * WIDTH, 0.4 * HEIGHT, 0.7 * WIDTH, 0.6 * HEIGHT]
+HIGH = 0.9
+# Just above and just below the stop threshold of 0.001.
+ABOVE, BELOW = 0.0011, 0.0009
+
+
+def logit(p):
+    return math.log(p / (1.0 - p))
+
+
+class ScriptedRanking(nn.Module):
+    """Stands in for the SequentialRankingModule.
+
+    ``scripts[b][i] = (query, saliency)``: at step i image b's ``query`` gets the saliency logit
+    ``logit(saliency)``, every other query 5 lower. The image is read from ``q[:, 0, 0]`` and the
+    step from ``q_vis`` (its largest entry is the number of steps taken), so the script follows
+    each image when the fast path drops stopped ones from the batch.
+    """
+
+    def __init__(self, scripts):
+        super().__init__()
+        self.scripts = scripts
+        self.calls = 0
+
+    def forward(self, q, z, qpe, zpe, q_vis, token_cache=None):
+        self.calls += 1
+        logits = torch.empty(q.shape[0], q.shape[1], 1)
+        for row in range(q.shape[0]):
+            image = int(q[row, 0, 0])
+            step = int(q_vis[row].max())
+            query, saliency = self.scripts[image][step]
+            logits[row] = logit(saliency) - 5.0
+            logits[row, query] = logit(saliency)
+        return logits
+
+
+def make_model(scripts, exclude_ranked=False, fast=True):
+    model = SeqRank(
+        backbone=nn.Identity(),
+        neck=nn.Identity(),
+        instance_seg=nn.Identity(),
+        gaze_shift=ScriptedRanking(scripts),
+        pe_layer=nn.Identity(),
+        pixel_mean=[0.0, 0.0, 0.0],
+        pixel_std=[1.0, 1.0, 1.0],
+        loss_weights={},
+        num_points=16,
+        aux_enabled=False,
+        exclude_ranked=exclude_ranked,
+        fast_inference=fast,
+    )
+    return model.eval()
+
+
+def query_masks():
+    """Q x 2 x 4 mask logits: query k is positive on column pair k of the 2 x 4 grid only."""
+    masks = torch.full((NUM_QUERIES, 2, 4), -5.0)
+    for k in range(NUM_QUERIES):
+        masks[k, :, k] = 5.0
+    return masks
+
+
+def expected_mask(query):
+    """The H x W mask of ``query`` after bilinear upsampling, sigmoid and ``> 0.5``."""
+    mask = np.zeros((HEIGHT, WIDTH), np.float32)
+    mask[:, 2 * query : 2 * query + 2] = 1.0
+    return mask
+
+
+def rank(scripts, objectness, exclude_ranked=False, fast=True, box_xyhw=BOX_XYHW):
+    """Run the loop on B images; ``objectness[b][k]`` is query k's objectness probability and
+    ``box_xyhw`` every query's box."""
+    model = make_model(scripts, exclude_ranked, fast)
+    bsz = len(scripts)
+    q = torch.zeros(bsz, NUM_QUERIES, 2)
+    q[:, :, 0] = torch.arange(bsz, dtype=torch.float32)[:, None]
+    z = torch.zeros(bsz, 3, 2)
+    box_logits = torch.tensor([logit(v) for v in box_xyhw])
+    out = {
+        "scores": torch.tensor([[[logit(p)] for p in row] for row in objectness]),
+        "masks": query_masks().expand(bsz, -1, -1, -1).clone(),
+        "bboxes": box_logits.expand(bsz, NUM_QUERIES, 4).clone(),
+    }
+    inputs = [{"height": HEIGHT, "width": WIDTH} for _ in range(bsz)]
+    return model.rank(inputs, q, q.clone(), z, z.clone(), out), model.gaze_shift
+
+
+def assert_picks(result, queries, objectness, saliency):
+    """``result`` holds exactly the given picks, with their masks, boxes and scores."""
+    assert result["num"] == len(queries)
+    assert len(result["masks"]) == len(result["bboxes"]) == len(queries)
+    for mask, query in zip(result["masks"], queries):
+        assert mask.dtype == np.float32
+        np.testing.assert_array_equal(mask, expected_mask(query))
+    for box in result["bboxes"]:
+        np.testing.assert_allclose(box, BOX_XYXY, rtol=1e-6)
+    np.testing.assert_allclose(result["scores"], objectness, rtol=1e-5)
+    np.testing.assert_allclose(result["saliency"], saliency, rtol=1e-5)
+
+
+PATHS = pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
+
+
+def test_threshold_is_the_originals():
+    assert STOP_THRESHOLD == 0.001
+
+
+@PATHS
+def test_stops_at_the_first_pick_with_objectness_below_threshold(fast):
+    script = [(0, HIGH), (1, HIGH), (2, HIGH), (3, HIGH)]
+    objectness = [0.5, ABOVE, BELOW, 0.8]
+    (result,), _ = rank([script], [objectness], fast=fast)
+    assert_picks(result, [0, 1], [0.5, ABOVE], [HIGH, HIGH])
+
+
+@PATHS
+def test_stops_at_the_first_pick_with_saliency_below_threshold(fast):
+    script = [(0, HIGH), (1, ABOVE), (2, BELOW), (3, HIGH)]
+    (result,), _ = rank([script], [[0.5, 0.6, 0.7, 0.8]], fast=fast)
+    assert_picks(result, [0, 1], [0.5, 0.6], [HIGH, ABOVE])
+
+
+@PATHS
+def test_stop_is_permanent(fast):
+    # Objectness and saliency are high again after the stop: nothing more is added.
+    script = [(2, HIGH), (0, BELOW), (1, HIGH), (3, HIGH)]
+    (result,), ranking = rank([script], [[0.5, 0.6, 0.7, 0.8]], fast=fast)
+    assert_picks(result, [2], [0.7], [HIGH])
+    assert ranking.calls == 2
+
+
+@PATHS
+def test_first_pick_below_threshold_gives_an_empty_result(fast):
+    script = [(1, BELOW)] * NUM_QUERIES
+    (result,), _ = rank([script], [[0.5] * NUM_QUERIES], fast=fast)
+    assert result == {
+        "image_name": 0,
+        "masks": [],
+        "bboxes": [],
+        "scores": [],
+        "saliency": [],
+        "num": 0,
+    }
+
+
+@PATHS
+def test_stops_when_every_query_was_used(fast):
+    script = [(3, HIGH), (1, 0.8), (0, 0.7), (2, 0.6)]
+    (result,), ranking = rank([script], [[0.5, 0.6, 0.7, 0.8]], fast=fast)
+    assert_picks(result, [3, 1, 0, 2], [0.8, 0.6, 0.5, 0.7], [HIGH, 0.8, 0.7, 0.6])
+    assert ranking.calls == NUM_QUERIES
+
+
+@PATHS
+def test_without_exclusion_a_query_can_be_picked_again_up_to_q_steps(fast):
+    script = [(1, HIGH)] * NUM_QUERIES
+    (result,), ranking = rank([script], [[0.5, 0.6, 0.7, 0.8]], fast=fast)
+    assert_picks(result, [1] * NUM_QUERIES, [0.6] * NUM_QUERIES, [HIGH] * NUM_QUERIES)
+    assert ranking.calls == NUM_QUERIES
+
+
+@PATHS
+def test_exclude_ranked_takes_the_best_unranked_query(fast):
+    # The script keeps favouring query 1; with EXCLUDE_RANKED it is masked once ranked, and the
+    # others (all equal, 5 lower) are taken in index order (argmax takes the first maximum).
+    script = [(1, HIGH)] * NUM_QUERIES
+    (result,), ranking = rank([script], [[0.5, 0.6, 0.7, 0.8]], exclude_ranked=True, fast=fast)
+    low = 1.0 / (1.0 + math.exp(5.0 - logit(HIGH)))
+    assert_picks(result, [1, 0, 2, 3], [0.6, 0.5, 0.7, 0.8], [HIGH, low, low, low])
+    assert ranking.calls == NUM_QUERIES
+
+
+@PATHS
+def test_images_of_a_batch_stop_independently(fast):
+    scripts = [
+        [(0, HIGH), (1, HIGH), (2, HIGH), (3, HIGH)],  # objectness of query 1 is too low
+        [(3, 0.7), (2, 0.6), (1, 0.5), (0, BELOW)],  # saliency too low at step 3
+        [(2, BELOW), (0, HIGH), (1, HIGH), (3, HIGH)],  # stops at once
+    ]
+    objectness = [[0.5, BELOW, 0.5, 0.5], [0.1, 0.2, 0.3, 0.4], [0.9, 0.9, 0.9, 0.9]]
+    results, ranking = rank(scripts, objectness, fast=fast)
+    assert [r["image_name"] for r in results] == [0, 1, 2]
+    assert_picks(results[0], [0], [0.5], [HIGH])
+    assert_picks(results[1], [3, 2, 1], [0.4, 0.3, 0.2], [0.7, 0.6, 0.5])
+    assert_picks(results[2], [], [], [])
+    assert ranking.calls == NUM_QUERIES
+
+
+@PATHS
+def test_boxes_are_scaled_to_the_image_and_not_clamped(fast):
+    # (cx, cy, h, w) = (0.9, 0.1, 0.4, 0.6) reaches past the right and top edges of the 6 x 8
+    # image: x in [0.6, 1.2] x 8, y in [-0.1, 0.3] x 6, kept as they are (as in the original).
+    script = [(0, HIGH), (1, BELOW)] + [(2, HIGH)] * 2
+    (result,), _ = rank([script], [[0.5] * NUM_QUERIES], fast=fast, box_xyhw=(0.9, 0.1, 0.4, 0.6))
+    np.testing.assert_allclose(result["bboxes"], [[4.8, -0.6, 9.6, 1.8]], rtol=1e-5)
