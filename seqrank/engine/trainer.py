@@ -2,6 +2,7 @@
 checkpointer, and DistributedDataParallel that also works for CPU processes (GLOO)."""
 
 import logging
+import math
 import weakref
 
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
@@ -15,7 +16,38 @@ from ..data import SORDatasetMapper
 from ..evaluation import SOREvaluator
 from .optimizer import build_seqrank_optimizer
 
-__all__ = ["Trainer", "wrap_ddp"]
+__all__ = ["Trainer", "check_losses_finite", "wrap_ddp"]
+
+
+def check_losses_finite(loss_dict, iteration):
+    """Raise ``FloatingPointError`` (one line naming ``iteration`` and every loss term that is NaN
+    or infinite) unless all of ``loss_dict``'s scalar losses are finite."""
+    values = {name: float(loss.detach().float().sum()) for name, loss in loss_dict.items()}
+    bad = [f"{name}={value}" for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise FloatingPointError(
+            f"the loss is not finite at iteration {iteration}: {', '.join(bad)} "
+            "(the run diverged; lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS)"
+        )
+
+
+class _FiniteLossCheck:
+    """Stops at the first iteration with a non-finite loss term, before the optimizer steps.
+
+    detectron2 checks only the total, on the main process, every ``gather_metric_period``
+    iterations, in a multi-line error without the terms' names."""
+
+    def _write_metrics(self, loss_dict, data_time, prefix="", iter=None):
+        check_losses_finite(loss_dict, self.iter if iter is None else iter)
+        super()._write_metrics(loss_dict, data_time, prefix=prefix, iter=iter)
+
+
+class SeqRankSimpleTrainer(_FiniteLossCheck, SimpleTrainer):
+    pass
+
+
+class SeqRankAMPTrainer(_FiniteLossCheck, AMPTrainer):
+    pass
 
 
 def wrap_ddp(model):
@@ -40,7 +72,7 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = wrap_ddp(model)
-        loop_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        loop_cls = SeqRankAMPTrainer if cfg.SOLVER.AMP.ENABLED else SeqRankSimpleTrainer
         self._trainer = loop_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SeqRankCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))

@@ -10,6 +10,10 @@ import torch
 from .losses import mask_cost_matrix
 from .point_sampling import draw_points, sample_logits
 
+# Replaces NaN / infinite costs. Any finite value does: such costs come from a diverged model,
+# whose losses are not finite either.
+NON_FINITE_COST = 1e6
+
 
 @torch.no_grad()
 def match_image(pred_masks, pred_scores, gt_masks, num_points, ce_weight, dice_weight):
@@ -32,5 +36,10 @@ def match_image(pred_masks, pred_scores, gt_masks, num_points, ce_weight, dice_w
     pred = sample_logits(pred_masks.float(), rows, cols, size)
     tgt = gt_masks[:, rows, cols].float()
     cost = mask_cost_matrix(pred, tgt, ce_weight, dice_weight) - pred_scores.float().sigmoid()
+    # A diverged model's NaN logits must reach the losses, where the trainer's non-finite-loss
+    # check names the iteration, instead of stopping scipy ("invalid numeric entries").
+    cost = torch.nan_to_num(
+        cost, nan=NON_FINITE_COST, posinf=NON_FINITE_COST, neginf=-NON_FINITE_COST
+    )
     qi, ti = scipy.optimize.linear_sum_assignment(cost.cpu().numpy())
     return qi.astype(np.int64), ti.astype(np.int64)
