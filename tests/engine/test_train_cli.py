@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import PARITY, REPO
+from tests.helpers import run_distributed
 
 BASE_OPTS = [
     "MODEL.DEVICE", "cpu",
@@ -28,6 +29,13 @@ BASE_OPTS = [
 ]  # fmt: skip
 
 
+def _run(cmd, num_gpus, timeout=600):
+    """One process as is; several on a free port (``--dist-url``)."""
+    if num_gpus > 1:
+        return run_distributed(cmd, cwd=REPO, timeout=timeout)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
 def train(out, *extra, num_gpus=1, resume=False, timeout=600):
     cmd = [
         sys.executable, str(REPO / "train_net.py"),
@@ -36,7 +44,7 @@ def train(out, *extra, num_gpus=1, resume=False, timeout=600):
         *(["--resume"] if resume else []),
         *BASE_OPTS, "OUTPUT_DIR", str(out), *extra,
     ]  # fmt: skip
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return _run(cmd, num_gpus, timeout)
 
 
 def evaluate(out, weights, num_gpus=1):
@@ -46,7 +54,7 @@ def evaluate(out, weights, num_gpus=1):
         "--config-file", str(PARITY / "config.yaml"),
         *BASE_OPTS, "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(out),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = _run(cmd, num_gpus)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "assr_test_metrics.json").read_text())
 
