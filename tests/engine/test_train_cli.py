@@ -75,9 +75,13 @@ def short_run(tmp_path_factory):
 def test_loss_decreases_and_checkpoint_is_written(short_run):
     out, proc = short_run
     records = _losses(out)
-    assert len(records) >= 3
-    first, last = records[0]["total_loss"], records[-1]["total_loss"]
-    assert last < first, (first, last)
+    assert [r["iteration"] for r in records] == [4, 9, 14, 19, 24, 29]
+    # Measured (SEED 7): total 15.5 -> 9.9; mask 5.2 -> 2.6, bbox 2.9 -> 2.1, sal 5.4 -> 3.3.
+    totals = [r["total_loss"] for r in records]
+    assert sum(totals[3:]) < 0.9 * sum(totals[:3]), totals
+    assert totals[-1] < 0.8 * totals[0], totals
+    for key in ("mask_loss", "bbox_loss", "sal_loss"):
+        assert records[-1][key] < 0.9 * records[0][key], (key, records[0][key], records[-1][key])
     assert (out / "model_final.pth").is_file() and (out / "model_0000014.pth").is_file()
     assert "mixed precision is switched off" in proc.stdout + proc.stderr
 

@@ -45,7 +45,6 @@ pytestmark = pytest.mark.skipif(
 )
 from playwright import sync_api  # noqa: E402
 
-
 # The server logs this once its socket is bound; with --port 0 the OS chose the port.
 SERVING = re.compile(r"open (http://127\.0\.0\.1:\d+) in a browser")
 
