@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from seqrank.evaluation.metrics import METRIC_NAMES, aggregate, image_metrics
+from seqrank.evaluation.metrics import (
+    METRIC_NAMES,
+    aggregate,
+    binary_flat,
+    image_metrics,
+    pairwise_iou,
+    stack_maps,
+)
 from seqrank.evaluation.reference import reference_image_metrics
 
 NAN = float("nan")
@@ -120,6 +127,29 @@ def test_binarisation_is_strict():
     result = image_metrics([half], [A])
     assert result["iou"] == 0.0 and result["top1"] == 0.0
     assert result["mae"] == pytest.approx(0.125)
+
+
+def test_no_warning_when_every_image_has_gt(caplog):
+    aggregate([image_metrics(p, g) for p, g, _ in CASES.values()])
+    assert "Skipped" not in caplog.text
+
+
+def test_stack_maps_and_binary_flat():
+    maps = stack_maps([np.array([[0, 1]], dtype=bool), np.array([[0.5, 0.75]])])
+    assert maps.dtype == np.float64 and maps.tolist() == [[[0.0, 1.0]], [[0.5, 0.75]]]
+    assert stack_maps([], shape=(2, 3)).shape == (0, 2, 3)
+    with pytest.raises(ValueError, match="empty"):
+        stack_maps([])
+    assert binary_flat(maps).tolist() == [[False, True], [False, True]]  # 0.5 is background
+
+
+def test_pairwise_iou_epsilon():
+    gt = binary_flat(np.stack([A, B]))
+    iou = pairwise_iou(gt, binary_flat(np.stack([A, strip(range(5, 10)) * 0])))
+    assert iou.tolist() == [[5 / (5 + 1e-6), 0.0], [0.0, 0.0]]
+    assert pairwise_iou(gt, gt, eps=0.0).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    empty = np.zeros((1, 20), dtype=bool)
+    assert pairwise_iou(empty, empty, eps=0.0).tolist() == [[0.0]]  # empty union: 0, not NaN
 
 
 # --------------------------------------------------------------------------- loop reference
