@@ -45,12 +45,21 @@ class ScriptedRanking(nn.Module):
         super().__init__()
         self.scripts = scripts
         self.calls = 0
+        self.cached = False
+
+    def token_cache(self, z, zpe):
+        """Per-image tensors, as the real module's cache of projected image tokens."""
+        self.cached = True
+        return [z.clone(), zpe.clone()]
 
     def forward(self, q, z, qpe, zpe, q_vis, token_cache=None):
         self.calls += 1
         logits = torch.empty(q.shape[0], q.shape[1], 1)
+        rows = [q, qpe, z, zpe] + (token_cache or [])
         for row in range(q.shape[0]):
             image = int(q[row, 0, 0])
+            # Every per-image input (and the cache) must still hold this image's row.
+            assert all(int(t[row, 0, 0]) == image for t in rows)
             step = int(q_vis[row].max())
             query, saliency = self.scripts[image][step]
             logits[row] = logit(saliency) - 5.0
@@ -99,6 +108,7 @@ def rank(scripts, objectness, exclude_ranked=False, fast=True, box_xyhw=BOX_XYHW
     q = torch.zeros(bsz, NUM_QUERIES, 2)
     q[:, :, 0] = torch.arange(bsz, dtype=torch.float32)[:, None]
     z = torch.zeros(bsz, 3, 2)
+    z[:, :, 0] = torch.arange(bsz, dtype=torch.float32)[:, None]
     box_logits = torch.tensor([logit(v) for v in box_xyhw])
     out = {
         "scores": torch.tensor([[[logit(p)] for p in row] for row in objectness]),
@@ -208,6 +218,7 @@ def test_images_of_a_batch_stop_independently(fast):
     assert_picks(results[1], [3, 2, 1], [0.4, 0.3, 0.2], [0.7, 0.6, 0.5])
     assert_picks(results[2], [], [], [])
     assert ranking.calls == NUM_QUERIES
+    assert ranking.cached == fast  # the fast path computes the token cache once, and uses it
 
 
 @PATHS
