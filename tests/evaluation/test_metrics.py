@@ -12,6 +12,8 @@ from seqrank.evaluation.metrics import (
     image_metrics,
     pairwise_iou,
     stack_maps,
+    summarize_maps,
+    union_metrics,
 )
 from seqrank.evaluation.reference import reference_image_metrics
 
@@ -138,9 +140,26 @@ def test_stack_maps_and_binary_flat():
     maps = stack_maps([np.array([[0, 1]], dtype=bool), np.array([[0.5, 0.75]])])
     assert maps.dtype == np.float64 and maps.tolist() == [[[0.0, 1.0]], [[0.5, 0.75]]]
     assert stack_maps([], shape=(2, 3)).shape == (0, 2, 3)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="^cannot infer the map size of an empty sequence$"):
         stack_maps([])
     assert binary_flat(maps).tolist() == [[False, True], [False, True]]  # 0.5 is background
+
+
+def test_union_metrics_of_raw_and_summarised_maps():
+    precision, recall = 10 / (10 + 1e-6), 10 / (15 + 1e-6)
+    expected = {
+        "mae": 0.25,
+        "acc": 0.75,
+        "fbeta": 1.3 * precision * recall / (0.3 * precision + recall + 1e-6),
+        "iou": 10 / (15 + 1e-6),
+    }
+    got = union_metrics(np.stack([A, B]), np.stack([A, B, C]))
+    assert got == pytest.approx(expected, rel=1e-12, abs=0)
+    assert union_metrics(summarize_maps([A, B]), summarize_maps([A, B, C])) == got
+    # Non-binary maps: the MAE takes the raw union (0.7 on A, 0.2 elsewhere), the rest > 0.5.
+    soft = union_metrics(np.stack([A * 0.7 + 0.2 * (1 - A)]), np.stack([A, B]))
+    assert soft["mae"] == pytest.approx((5 * 0.3 + 5 * 0.8 + 10 * 0.2) / 20, rel=1e-12)
+    assert soft["iou"] == pytest.approx(5 / (10 + 1e-6), rel=1e-12)
 
 
 def test_pairwise_iou_epsilon():

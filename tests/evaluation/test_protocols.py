@@ -2,6 +2,7 @@
 
 import logging
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -244,3 +245,9 @@ def test_images_without_gt_are_logged_once(caplog, protocols, samples, warnings)
     logged = [r for r in caplog.records if "without salient ground truth" in r.message]
     assert len(logged) == warnings
     assert all("Skipped 1 image(s)" in r.message for r in logged)
+
+
+def test_empty_inputs_give_nan_without_numpy_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(assr_sor([None])) and math.isnan(irsr_sa_sor([]))

@@ -41,10 +41,11 @@ class ScriptedRanking(nn.Module):
     each image when the fast path drops stopped ones from the batch.
     """
 
-    def __init__(self, scripts):
+    def __init__(self, scripts, dtype=torch.float32):
         super().__init__()
         self.scripts = scripts
-        self.calls = 0
+        self.dtype = dtype
+        self.calls = self.calls_with_cache = 0
         self.cached = False
 
     def token_cache(self, z, zpe):
@@ -54,7 +55,8 @@ class ScriptedRanking(nn.Module):
 
     def forward(self, q, z, qpe, zpe, q_vis, token_cache=None):
         self.calls += 1
-        logits = torch.empty(q.shape[0], q.shape[1], 1)
+        self.calls_with_cache += token_cache is not None
+        logits = torch.empty(q.shape[0], q.shape[1], 1, dtype=self.dtype)
         rows = [q, qpe, z, zpe] + (token_cache or [])
         for row in range(q.shape[0]):
             image = int(q[row, 0, 0])
@@ -67,12 +69,12 @@ class ScriptedRanking(nn.Module):
         return logits
 
 
-def make_model(scripts, exclude_ranked=False, fast=True):
+def make_model(scripts, exclude_ranked=False, fast=True, dtype=torch.float32):
     model = SeqRank(
         backbone=nn.Identity(),
         neck=nn.Identity(),
         instance_seg=nn.Identity(),
-        gaze_shift=ScriptedRanking(scripts),
+        gaze_shift=ScriptedRanking(scripts, dtype),
         pe_layer=nn.Identity(),
         pixel_mean=[0.0, 0.0, 0.0],
         pixel_std=[1.0, 1.0, 1.0],
@@ -100,10 +102,14 @@ def expected_mask(query):
     return mask
 
 
-def rank(scripts, objectness, exclude_ranked=False, fast=True, box_xyhw=BOX_XYHW):
+def rank(scripts, objectness, exclude_ranked=False, fast=True, box_xyhw=BOX_XYHW, **kwargs):
     """Run the loop on B images; ``objectness[b][k]`` is query k's objectness probability and
-    ``box_xyhw`` every query's box."""
-    model = make_model(scripts, exclude_ranked, fast)
+    ``box_xyhw`` every query's box. ``dtype``: of the head outputs and ranking logits;
+    ``cache_tokens``: passed to ``set_fast_inference``."""
+    dtype = kwargs.get("dtype", torch.float32)
+    model = make_model(scripts, exclude_ranked, fast, dtype)
+    if "cache_tokens" in kwargs:
+        model.set_fast_inference(fast, cache_tokens=kwargs["cache_tokens"])
     bsz = len(scripts)
     q = torch.zeros(bsz, NUM_QUERIES, 2)
     q[:, :, 0] = torch.arange(bsz, dtype=torch.float32)[:, None]
@@ -115,6 +121,7 @@ def rank(scripts, objectness, exclude_ranked=False, fast=True, box_xyhw=BOX_XYHW
         "masks": query_masks().expand(bsz, -1, -1, -1).clone(),
         "bboxes": box_logits.expand(bsz, NUM_QUERIES, 4).clone(),
     }
+    out = {key: value.to(dtype) for key, value in out.items()}
     inputs = [{"height": HEIGHT, "width": WIDTH} for _ in range(bsz)]
     return model.rank(inputs, q, q.clone(), z, z.clone(), out), model.gaze_shift
 
@@ -218,7 +225,37 @@ def test_images_of_a_batch_stop_independently(fast):
     assert_picks(results[1], [3, 2, 1], [0.4, 0.3, 0.2], [0.7, 0.6, 0.5])
     assert_picks(results[2], [], [], [])
     assert ranking.calls == NUM_QUERIES
-    assert ranking.cached == fast  # the fast path computes the token cache once, and uses it
+    # The fast path computes the token cache once and passes it to every step.
+    assert ranking.cached == fast and ranking.calls_with_cache == (ranking.calls if fast else 0)
+
+
+def test_fast_path_without_token_cache():
+    script = [(0, HIGH), (2, 0.5), (1, BELOW), (3, HIGH)]
+    (result,), ranking = rank([script], [[0.5, 0.6, 0.7, 0.8]], cache_tokens=False)
+    assert_picks(result, [0, 2], [0.5, 0.7], [HIGH, 0.5])
+    assert not ranking.cached and ranking.calls_with_cache == 0
+
+
+@PATHS
+def test_reduced_precision_outputs_are_ranked_in_float32(fast):
+    # Head outputs and ranking logits in bfloat16 (as under autocast): probabilities, boxes and
+    # masks are computed from those values in float32.
+    def in_fp32(p):
+        return torch.tensor(logit(p), dtype=torch.bfloat16).float().sigmoid().item()
+
+    script = [(0, HIGH), (3, 0.3), (1, BELOW), (2, HIGH)]
+    (result,), _ = rank([script], [[0.5, 0.6, 0.7, 0.8]], fast=fast, dtype=torch.bfloat16)
+    box = torch.tensor([logit(v) for v in BOX_XYHW], dtype=torch.bfloat16).float().sigmoid()
+    cx, cy, h, w = box.tolist()
+    expected_box = [(cx - w / 2) * WIDTH, (cy - h / 2) * HEIGHT]
+    expected_box += [(cx + w / 2) * WIDTH, (cy + h / 2) * HEIGHT]
+    assert result["num"] == 2
+    for mask, query in zip(result["masks"], [0, 3]):
+        assert mask.dtype == np.float32
+        np.testing.assert_array_equal(mask, expected_mask(query))
+    np.testing.assert_allclose(result["bboxes"], [expected_box] * 2, rtol=1e-6)
+    np.testing.assert_allclose(result["scores"], [in_fp32(0.5), in_fp32(0.8)], rtol=1e-6)
+    np.testing.assert_allclose(result["saliency"], [in_fp32(HIGH), in_fp32(0.3)], rtol=1e-6)
 
 
 @PATHS
