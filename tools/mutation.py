@@ -110,12 +110,16 @@ def results():
 
 def report(status, seconds):
     equivalent = listed_mutants("Equivalent mutants")
+    unchecked = sum(s == "not checked" for s in status.values())
+    status = {n: s for n, s in status.items() if s != "not checked"}
     survivors = sorted(n for n, s in status.items() if s not in DETECTED)
     killed = len(status) - len(survivors)
     counts = {}
     for s in status.values():
         counts[s] = counts.get(s, 0) + 1
     print(f"\nmutation testing: {len(status)} mutants in {seconds / 60:.1f} min: {counts}")
+    if unchecked:
+        print(f"  {unchecked} mutants were not tested (interrupted run): not counted below")
     real = [n for n in survivors if n not in equivalent]
     for name in survivors:
         reason = equivalent.get(name)
@@ -141,12 +145,18 @@ def main(argv=None):
         help="test again only what the last run left alive or untested (implies --keep), e.g. "
         "after adding tests; the source files must be unchanged",
     )
+    parser.add_argument(
+        "--report", action="store_true", help="only print the results of the last run"
+    )
     args = parser.parse_args(argv)
     os.chdir(REPO)
     # The tests run inside mutants/, where ../shared is not the reference data's folder.
     os.environ.setdefault("SEQRANK_SHARED", str(REPO.parent / "shared"))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     names = mutant_globs()
+    if args.report:
+        report(results(), 0.0)
+        return
     if args.survivors:
         names = sorted(n for n, s in results().items() if s not in DETECTED)
     elif not args.keep:

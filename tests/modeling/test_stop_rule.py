@@ -105,7 +105,7 @@ def expected_mask(query):
 def rank(scripts, objectness, exclude_ranked=False, fast=True, box_xyhw=BOX_XYHW, **kwargs):
     """Run the loop on B images; ``objectness[b][k]`` is query k's objectness probability and
     ``box_xyhw`` every query's box. ``dtype``: of the head outputs and ranking logits;
-    ``cache_tokens``: passed to ``set_fast_inference``."""
+    ``cache_tokens``: passed to ``set_fast_inference``; ``masks``: Q x 2 x 4 mask logits."""
     dtype = kwargs.get("dtype", torch.float32)
     model = make_model(scripts, exclude_ranked, fast, dtype)
     if "cache_tokens" in kwargs:
@@ -118,7 +118,7 @@ def rank(scripts, objectness, exclude_ranked=False, fast=True, box_xyhw=BOX_XYHW
     box_logits = torch.tensor([logit(v) for v in box_xyhw])
     out = {
         "scores": torch.tensor([[[logit(p)] for p in row] for row in objectness]),
-        "masks": query_masks().expand(bsz, -1, -1, -1).clone(),
+        "masks": kwargs.get("masks", query_masks()).expand(bsz, -1, -1, -1).clone(),
         "bboxes": box_logits.expand(bsz, NUM_QUERIES, 4).clone(),
     }
     out = {key: value.to(dtype) for key, value in out.items()}
@@ -265,3 +265,22 @@ def test_boxes_are_scaled_to_the_image_and_not_clamped(fast):
     script = [(0, HIGH), (1, BELOW)] + [(2, HIGH)] * 2
     (result,), _ = rank([script], [[0.5] * NUM_QUERIES], fast=fast, box_xyhw=(0.9, 0.1, 0.4, 0.6))
     np.testing.assert_allclose(result["bboxes"], [[4.8, -0.6, 9.6, 1.8]], rtol=1e-5)
+
+
+@PATHS
+def test_masks_are_upsampled_bilinearly_and_thresholded_strictly(fast):
+    # Bilinear 4 -> 8 columns samples source x = j / 2 - 0.25. Query 0, [-5, 1, 1, -5]: only
+    # columns 3 and 4 are positive (nearest-neighbour would give 2-5). Query 1, [3, -1, -1, -1]:
+    # columns 0 and 1; column 2 is exactly 0.25 * 3 - 0.75 * 1 = 0, i.e. probability 0.5, which
+    # is not foreground.
+    masks = torch.full((NUM_QUERIES, 2, 4), -5.0)
+    masks[0, :] = torch.tensor([-5.0, 1.0, 1.0, -5.0])
+    masks[1, :] = torch.tensor([3.0, -1.0, -1.0, -1.0])
+    script = [(0, HIGH), (1, HIGH), (2, BELOW), (3, HIGH)]
+    (result,), _ = rank([script], [[0.5] * NUM_QUERIES], fast=fast, masks=masks)
+    first, second = (np.zeros((HEIGHT, WIDTH), np.float32) for _ in range(2))
+    first[:, 3:5] = 1
+    second[:, 0:2] = 1
+    assert result["num"] == 2
+    np.testing.assert_array_equal(result["masks"][0], first)
+    np.testing.assert_array_equal(result["masks"][1], second)
