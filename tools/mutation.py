@@ -142,7 +142,7 @@ def main(argv=None):
     parser.add_argument(
         "--survivors",
         action="store_true",
-        help="test again only what the last run left alive or untested (implies --keep), e.g. "
+        help="test again only the mutants that survived the last run (implies --keep), e.g. "
         "after adding tests; the source files must be unchanged",
     )
     parser.add_argument(
@@ -158,7 +158,7 @@ def main(argv=None):
         report(results(), 0.0)
         return
     if args.survivors:
-        names = sorted(n for n, s in results().items() if s not in DETECTED)
+        names = sorted(n for n, s in results().items() if s not in DETECTED | {"not checked"})
     elif not args.keep:
         shutil.rmtree(REPO / "mutants", ignore_errors=True)
     start = time.monotonic()

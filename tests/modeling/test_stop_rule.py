@@ -56,6 +56,7 @@ class ScriptedRanking(nn.Module):
     def forward(self, q, z, qpe, zpe, q_vis, token_cache=None):
         self.calls += 1
         self.calls_with_cache += token_cache is not None
+        assert q_vis.dtype == torch.float32  # ranks so far, in float (ARCHITECTURE.md 9.2)
         logits = torch.empty(q.shape[0], q.shape[1], 1, dtype=self.dtype)
         rows = [q, qpe, z, zpe] + (token_cache or [])
         for row in range(q.shape[0]):

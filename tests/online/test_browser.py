@@ -49,7 +49,7 @@ from playwright import sync_api  # noqa: E402
 SERVING = re.compile(r"open (http://127\.0\.0\.1:\d+) in a browser")
 
 
-def _wait_until_serving(proc, log_path, timeout=90):
+def _wait_until_serving(proc, log_path, timeout=300):
     """The URL the server logged, once it answers there."""
     deadline = time.monotonic() + timeout
     url = None
