@@ -124,6 +124,8 @@ def rank(scripts, objectness, exclude_ranked=False, fast=True, box_xyhw=BOX_XYHW
     }
     out = {key: value.to(dtype) for key, value in out.items()}
     inputs = [{"height": HEIGHT, "width": WIDTH} for _ in range(bsz)]
+    for record, name in zip(inputs, kwargs.get("names", ())):
+        record["image_name"] = name
     return model.rank(inputs, q, q.clone(), z, z.clone(), out), model.gaze_shift
 
 
@@ -285,3 +287,11 @@ def test_masks_are_upsampled_bilinearly_and_thresholded_strictly(fast):
     assert result["num"] == 2
     np.testing.assert_array_equal(result["masks"][0], first)
     np.testing.assert_array_equal(result["masks"][1], second)
+
+
+@PATHS
+def test_results_carry_the_image_name_or_the_batch_index(fast):
+    scripts = [[(0, HIGH)] + [(1, BELOW)] * 3, [(1, BELOW)] * 4]
+    results, _ = rank(scripts, [[0.5] * NUM_QUERIES] * 2, fast=fast, names=["cat.jpg"])
+    assert [r["image_name"] for r in results] == ["cat.jpg", 1]
+    assert [r["num"] for r in results] == [1, 0]
