@@ -139,6 +139,7 @@ def test_no_warning_when_every_image_has_gt(caplog):
 def test_stack_maps_and_binary_flat():
     maps = stack_maps([np.array([[0, 1]], dtype=bool), np.array([[0.5, 0.75]])])
     assert maps.dtype == np.float64 and maps.tolist() == [[[0.0, 1.0]], [[0.5, 0.75]]]
+    assert stack_maps([np.ones((1, 2), dtype=bool)]).dtype == np.float64
     assert stack_maps([], shape=(2, 3)).shape == (0, 2, 3)
     with pytest.raises(ValueError, match="^cannot infer the map size of an empty sequence$"):
         stack_maps([])

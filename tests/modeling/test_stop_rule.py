@@ -233,9 +233,10 @@ def test_images_of_a_batch_stop_independently(fast):
 
 
 def test_fast_path_without_token_cache():
-    script = [(0, HIGH), (2, 0.5), (1, BELOW), (3, HIGH)]
-    (result,), ranking = rank([script], [[0.5, 0.6, 0.7, 0.8]], cache_tokens=False)
-    assert_picks(result, [0, 2], [0.5, 0.7], [HIGH, 0.5])
+    scripts = [[(0, HIGH), (2, 0.5), (1, BELOW), (3, HIGH)], [(3, HIGH), (1, BELOW)] * 2]
+    results, ranking = rank(scripts, [[0.5, 0.6, 0.7, 0.8]] * 2, cache_tokens=False)
+    assert_picks(results[0], [0, 2], [0.5, 0.7], [HIGH, 0.5])
+    assert_picks(results[1], [3], [0.8], [HIGH])
     assert not ranking.cached and ranking.calls_with_cache == 0
 
 
