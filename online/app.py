@@ -58,6 +58,7 @@ from flask import Flask, current_app, jsonify, render_template, request
 from flask.wrappers import Request
 from PIL import Image, ImageOps, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+from werkzeug.serving import make_server
 
 from seqrank.predictor import add_predictor_arguments, build_predictor_from_args
 from seqrank.utils.cli_logging import setup_cli_logging
@@ -296,7 +297,9 @@ def get_parser():
         help="accepted for compatibility with the original command line; nothing is written",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=10000, help="port to listen on")
+    parser.add_argument(
+        "--port", type=int, default=10000, help="port to listen on (0: a free one, logged)"
+    )
     parser.add_argument(
         "--max-upload-mb", type=float, default=20, help="largest accepted upload in MB"
     )
@@ -321,12 +324,14 @@ def main(argv=None):
         logger.error("cannot build the model: %s", exc)
         return 1
     app = create_app(predictor, max_upload_mb=args.max_upload_mb, max_side=args.max_side)
-    logger.info("SeqRank web demo: open http://%s:%d in a browser", args.host, args.port)
     try:
-        app.run(host=args.host, port=args.port, debug=False, threaded=True, use_reloader=False)
+        server = make_server(args.host, args.port, app, threaded=True)
     except OSError as exc:
         logger.error("cannot serve on %s:%d: %s", args.host, args.port, exc)
         return 1
+    # Logged once the socket is bound, with the port it got (the OS picks one for --port 0).
+    logger.info("SeqRank web demo: open http://%s:%d in a browser", args.host, server.port)
+    server.serve_forever()
     return 0
 
 

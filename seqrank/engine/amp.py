@@ -9,7 +9,8 @@ FutureWarning every run), supports fp16 only and requires CUDA. This loop does t
 import time
 
 import torch
-from detectron2.engine import SimpleTrainer
+
+from .loops import SeqRankSimpleTrainer
 
 __all__ = ["PRECISIONS", "SeqRankAMPTrainer", "amp_dtype"]
 
@@ -30,12 +31,13 @@ def _model_device_type(model):
     return next(model.parameters()).device.type
 
 
-class SeqRankAMPTrainer(SimpleTrainer):
+class SeqRankAMPTrainer(SeqRankSimpleTrainer):
     """detectron2's AMP step (autocast forward, scaled backward, scaler step) on ``torch.amp``.
 
     fp16 scales the loss with ``torch.amp.GradScaler`` (its state is checkpointed as
     ``grad_scaler``, as detectron2's AMPTrainer does); bf16 has float32's range and needs no
     scaler. The optimizer's own ``step`` (e.g. full-model clipping) runs on unscaled gradients.
+    Non-finite losses stop the run as in :class:`~seqrank.engine.loops.SeqRankSimpleTrainer`.
     """
 
     def __init__(self, model, data_loader, optimizer, precision="fp16", **kwargs):

@@ -6,7 +6,7 @@ import logging
 import weakref
 
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
@@ -15,9 +15,10 @@ from ..checkpoint import SeqRankCheckpointer
 from ..data import SORDatasetMapper
 from ..evaluation import SOREvaluator
 from .amp import SeqRankAMPTrainer
+from .loops import SeqRankSimpleTrainer, check_losses_finite
 from .optimizer import build_seqrank_optimizer
 
-__all__ = ["Trainer", "unwrap", "wrap_ddp"]
+__all__ = ["Trainer", "check_losses_finite", "unwrap", "wrap_ddp"]
 
 logger = logging.getLogger("seqrank")
 
@@ -63,7 +64,7 @@ class Trainer(DefaultTrainer):
                 "Mixed precision: %s autocast %s a GradScaler", cfg.SOLVER.AMP.PRECISION, scaler
             )
         else:
-            self._trainer = SimpleTrainer(model, data_loader, optimizer)
+            self._trainer = SeqRankSimpleTrainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SeqRankCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0

@@ -12,6 +12,10 @@ from .point_sampling import draw_points, sample_logits
 
 __all__ = ["match_cost", "match_image"]
 
+# Replaces NaN / infinite costs. Any finite value does: such costs come from a diverged model,
+# whose losses are not finite either.
+NON_FINITE_COST = 1e6
+
 
 @torch.no_grad()
 @in_float32
@@ -29,7 +33,12 @@ def match_cost(pred_masks, pred_scores, gt_masks, num_points, ce_weight, dice_we
     rows, cols = draw_points(size[0], size[1], num_points, gt_masks.device)
     pred = sample_logits(pred_masks.float(), rows, cols, size)
     tgt = gt_masks[:, rows, cols].float()
-    return mask_cost_matrix(pred, tgt, ce_weight, dice_weight) - pred_scores.float().sigmoid()
+    cost = mask_cost_matrix(pred, tgt, ce_weight, dice_weight) - pred_scores.float().sigmoid()
+    # A diverged model's NaN logits must reach the losses, where the trainer's non-finite-loss
+    # check names the iteration, instead of stopping scipy ("invalid numeric entries").
+    return torch.nan_to_num(
+        cost, nan=NON_FINITE_COST, posinf=NON_FINITE_COST, neginf=-NON_FINITE_COST
+    )
 
 
 def match_image(pred_masks, pred_scores, gt_masks, num_points, ce_weight, dice_weight):

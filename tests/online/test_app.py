@@ -6,7 +6,6 @@ import os
 import subprocess
 import tempfile
 import threading
-import time
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -31,33 +30,28 @@ def tiny_predictor(parity_dir):
 
 
 @pytest.fixture(scope="module")
-def client(tiny_predictor):
-    return create_app(tiny_predictor).test_client()
+def tiny_app(tiny_predictor):
+    return create_app(tiny_predictor)
+
+
+@pytest.fixture(scope="module")
+def client(tiny_app):
+    return tiny_app.test_client()
 
 
 class FakePredictor:
-    """Two fixed objects; records how many calls overlap in time."""
+    """Two fixed objects; records the image sizes it was called with."""
 
-    def __init__(self, delay=0.0):
-        self.delay = delay
-        self.active = 0
-        self.max_active = 0
+    def __init__(self):
         self.shapes = []
-        self._count_lock = threading.Lock()
 
     def __call__(self, image_rgb, image_name=0):
-        with self._count_lock:
-            self.active += 1
-            self.max_active = max(self.max_active, self.active)
-        time.sleep(self.delay)
         height, width = image_rgb.shape[:2]
         self.shapes.append((height, width))
         first = np.zeros((height, width), np.float32)
         first[: height // 2] = 1
         second = np.zeros((height, width), np.float32)
         second[height // 2 :, : width // 2] = 1
-        with self._count_lock:
-            self.active -= 1
         return {
             "image_name": image_name,
             "masks": [first, second],
@@ -255,36 +249,85 @@ def test_decode_upload_applies_exif_orientation():
     assert decode_upload(buffer.getvalue()).shape == (40, 20, 3)
 
 
-def test_concurrent_requests_with_tiny_model(client):
+def test_concurrent_requests_with_tiny_model(tiny_app):
+    # Each thread has its own test client (a client is not meant to be shared by threads); every
+    # answer equals the one of a request made alone.
     small = _png_bytes((np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8))
-    statuses = []
+    alone = _post(tiny_app.test_client(), data=small, name="small.png")
+    assert alone.status_code == 200
+    answers = [None] * 3
 
-    def worker():
-        statuses.append(_post(client, data=small, name="small.png").status_code)
+    def worker(index):
+        answers[index] = _post(tiny_app.test_client(), data=small, name="small.png")
 
-    threads = [threading.Thread(target=worker) for _ in range(3)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert statuses == [200, 200, 200]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all(a.get_json() == alone.get_json() for a in answers)
 
 
-def test_inference_is_serialised():
-    predictor = FakePredictor(delay=0.05)
+class BlockingPredictor(FakePredictor):
+    """Holds each call until the test releases it; records how many calls overlapped."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+        self.active = self.max_active = 0
+        self._count_lock = threading.Lock()
+
+    def __call__(self, image_rgb, image_name=0):
+        with self._count_lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        self.entered.release()
+        assert self.release.wait(timeout=60)
+        with self._count_lock:
+            self.active -= 1
+        return super().__call__(image_rgb, image_name)
+
+
+def test_inference_is_serialised(monkeypatch):
+    # The first request is held inside the model. The second one has decoded its upload (the
+    # last step before the model lock) and must then wait: with a lock missing, it would enter
+    # the model while the first one is still held there, however the threads are scheduled.
+    import online.app
+
+    predictor = BlockingPredictor()
     app = create_app(predictor)
     data = _png_bytes(np.zeros((16, 16, 3), np.uint8))
+    decoded = threading.Semaphore(0)
+
+    def decode_and_signal(*args, **kwargs):
+        image = decode_upload(*args, **kwargs)
+        decoded.release()
+        return image
+
+    monkeypatch.setattr(online.app, "decode_upload", decode_and_signal)
     statuses = []
 
     def worker():
         statuses.append(_post(app.test_client(), data=data, name="x.png").status_code)
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert statuses == [200] * 6
+    first, second = threading.Thread(target=worker), threading.Thread(target=worker)
+    try:
+        first.start()
+        assert predictor.entered.acquire(timeout=60)
+        second.start()
+        assert decoded.acquire(timeout=60) and decoded.acquire(timeout=60)
+        # Without the lock the second call is in the model within microseconds; 3 s is ample.
+        # (A correct program passes whatever the timing.)
+        assert not predictor.entered.acquire(timeout=3)
+        assert predictor.max_active == 1
+    finally:
+        predictor.release.set()
+        first.join(timeout=60)
+        second.join(timeout=60)
+    assert statuses == [200, 200]
+    assert predictor.entered.acquire(timeout=0)  # the second call ran once the first was done
     assert predictor.max_active == 1
 
 
