@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv venv-dev demo test lint format bench clean
+.PHONY: venv venv-dev demo test lint format bench mutation clean
 
 venv:
 	@bash tools/bootstrap.sh
@@ -30,5 +30,10 @@ bench: venv-dev
 	@$(PY) -m benchmarks.bench_metrics
 	@$(PY) -m benchmarks.bench_inference
 
+# Mutation testing of the ranking decisions, metric rules and box conversions (docs/TESTING.md);
+# what is mutated is set in tools/mutation.py (TARGETS). Not part of `make test`.
+mutation: venv-dev
+	@$(PY) tools/mutation.py
+
 clean:
-	rm -rf output .pytest_cache
+	rm -rf output .pytest_cache mutants

@@ -9,20 +9,27 @@ Evaluate a released checkpoint (the seed README's command):
 Train on N GPUs (or N CPU processes on a machine without GPUs):
     python train_net.py --num-gpus 4 --config-file configs/swinL.yaml SOLVER.IMS_PER_GPU 8 ...
 
-An input error (a file, a config value) ends the run with one line and exit code 1; --debug (or
-SEQRANK_DEBUG=1) shows its traceback.
+Across machines (README "Across machines"): --num-machines M --machine-rank R --dist-url
+tcp://HOST:PORT on every machine, or torchrun (--nproc-per-node N [--nnodes M ...]) starting
+this script. The total batch is SOLVER.IMS_PER_GPU x all processes.
+
+An input error (a file, a config value), a diverging loss or a lost peer ends the run with one
+line and exit code 1; --debug (or SEQRANK_DEBUG=1) shows its traceback.
 """
 
 import logging
 import os
+import warnings
 
-from detectron2.engine import default_argument_parser, launch
-from detectron2.evaluation import verify_results
-from detectron2.utils import comm
-from torch.multiprocessing import ProcessExitedException
+# detectron2 (pinned commit) calls torch.jit.script at import; not ours to fix, and not news.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
 
-import seqrank  # noqa: F401  (registers the model components)
-from seqrank.cli import (
+from detectron2.engine import default_argument_parser  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+
+import seqrank  # noqa: E402,F401  (registers the model components)
+from seqrank.cli import (  # noqa: E402
     DEBUG_ENV,
     ConfigError,
     add_debug_argument,
@@ -30,14 +37,16 @@ from seqrank.cli import (
     exit_on_sigterm,
     user_errors,
 )
-from seqrank.engine import Trainer, setup
+from seqrank.engine import Trainer, setup  # noqa: E402
+from seqrank.engine.launch import PeerLost, add_launch_arguments, launch_job  # noqa: E402
 
 logger = logging.getLogger("seqrank")
 
 PROG = "train_net.py"
-# Library errors that are the user's doing: detectron2 raises FloatingPointError when the loss
-# diverges (a too high learning rate, bad data).
-TRANSLATED_ERRORS = (FloatingPointError,)
+# Library errors that are not the program's fault: detectron2 raises FloatingPointError when the
+# loss diverges (a too high learning rate, bad data); PeerLost when another process of the job
+# died or hung.
+TRANSLATED_ERRORS = (FloatingPointError, PeerLost)
 
 
 def build_parser():
@@ -47,10 +56,11 @@ def build_parser():
         action="store_true",
         help="allow checkpoints holding arbitrary pickled Python objects (only files you trust)",
     )
-    return add_debug_argument(parser)
+    return add_debug_argument(add_launch_arguments(parser))
 
 
 def main(args):
+    """One process of the job (spawned, started by torchrun, or the only one)."""
     exit_on_sigterm()
     with user_errors(PROG, debug_requested(args), also=TRANSLATED_ERRORS):
         cfg = setup(args)
@@ -75,20 +85,10 @@ def cli(argv=None):
         # Seen by the spawned training processes and the trainer's log filter too.
         os.environ[DEBUG_ENV] = "1"
     exit_on_sigterm(forward_to_children=args.num_gpus * args.num_machines > 1)
-    try:
-        launch(
-            main,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-        )
-    except ProcessExitedException as exc:
-        # A training process already printed its one-line error and exited with 1.
-        if exc.exit_code != 1:
-            raise
-        raise SystemExit(1) from None
+    # Errors of the launch itself (torchrun environment, batch split, lost peers); those of a
+    # spawned process were printed as one line by this process (see launch_job).
+    with user_errors(PROG, debug_requested(args), also=TRANSLATED_ERRORS):
+        launch_job(main, args)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,14 @@ def get_parser():
         help="output directory (created if needed; must not hold any input)",
     )
     add_debug_argument(parser)
+    parser.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.5,
+        metavar="T",
+        help="accepted for compatibility with the original demo; it has no effect on SeqRank, "
+        "which ranks objects until its objectness or saliency falls below 0.001",
+    )
     add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
     return parser
 
@@ -207,7 +215,7 @@ def process_image(predictor, path, stem, output_dir):
         FileNotFoundError, ValueError: the image cannot be read.
         OSError: an output file cannot be written.
     """
-    image = read_rgb(path)
+    image = read_rgb(path, apply_exif=True)  # like detectron2's read_image in the original
     start = time.perf_counter()
     result = predictor(image, stem)
     elapsed = time.perf_counter() - start

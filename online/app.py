@@ -12,13 +12,16 @@ Routes:
   results, so the page works without JavaScript; with JavaScript the page calls the JSON API.
 * ``POST /api/rank`` (multipart field ``file``) returns::
 
-    {"image": {"height", "width", "original_height", "original_width"},
+    {"image": {"height", "width", "original_height", "original_width",
+               "display_height", "display_width"},
      "objects": [{"rank", "bbox": [x1, y1, x2, y2], "objectness", "saliency",
                   "mask": {"size": [h, w], "counts": str}, "color": "#rrggbb"}, ...],
      "colormap_png_base64": str, "overlay_png_base64": str}
 
-  Objects are in rank order; ``mask`` is a COCO RLE of the image as ranked (``height`` x
-  ``width``); ``color`` is the rank's colour in the colour map.
+  Objects are in rank order; ``mask`` is a COCO RLE at the uploaded image's full resolution
+  (``height`` x ``width``, equal to ``original_*``), and boxes are in its pixels; ``color`` is the
+  rank's colour in the colour map. The colour map and overlay PNGs are ``display_height`` x
+  ``display_width``.
 
 Errors are JSON ``{"error": message}`` (an HTML page with the message for ``POST /``):
 
@@ -27,17 +30,24 @@ Errors are JSON ``{"error": message}`` (an HTML page with the message for ``POST
   ``--max-pixels`` pixels (default ``MAX_PIXELS``, 40 Mpx; read from the header, before decoding);
 * 415: the upload is not a decodable JPEG/PNG/BMP/GIF/TIFF/WebP image (other file types,
   truncated or corrupt images);
-* 503: the upload was not decoded within ``DECODE_WAIT_S`` seconds (too many waiting);
+* 503: the upload waited ``DECODE_WAIT_S`` seconds for one of the ``--max-concurrent-decodes``
+  slots (too many uploads at once);
 * 405: another method than POST on ``/api/rank``; 404: an unknown ``/api/`` path.
 
-Uploads stay in memory (nothing is written to disk). At most ``--max-concurrent-decodes``
-(default 2) uploads are decoded at once, the others wait: a 35 KB PNG can decode to 100 MB.
-EXIF orientation is applied (as the terminal demo does; the original web demo ignored it), and
-16-bit images are scaled to 8 bits like the data loader does. Images whose longer side exceeds
-``--max-side`` (default 1600 px) are downscaled first: the model sees ``INPUT.FT_SIZE_TEST``
-pixels anyway, and full-resolution masks of a large photo would cost gigabytes.
+Uploads stay in memory (nothing is written to disk). The model ranks the full-resolution upload,
+as the original web demo does. Only the images shown (input, colour map, overlay) are downscaled
+when their longer side exceeds ``--max-side`` (default 1600 px). At most
+``--max-concurrent-decodes`` (default 2) uploads are decoded and ranked at once, the others wait
+(503 after ``DECODE_WAIT_S`` seconds): a 35 KB PNG can decode to 100 MB, and each upload in
+progress holds its full-resolution image and masks. 16-bit images are scaled to 8 bits like the
+data loader does.
 
-This is Flask's development server: for more than a few trusted users put it behind a reverse
+EXIF orientation is applied, unlike the original web demo (which ranks the stored pixel order):
+browsers show an upload upright, so masks in the stored order would not line up with the photo a
+user sees, and the terminal demo (like the original's) applies it too, so both demos rank a phone
+photo the same way.
+
+This is werkzeug's development server: for more than a few trusted users put it behind a reverse
 proxy (docs/SECURITY.md).
 """
 
@@ -52,13 +62,14 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 import cv2
+import numpy as np
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.wrappers import Request
 from PIL import Image, ImageOps, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+from werkzeug.serving import make_server
 
 from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested, positive_int
 from seqrank.data.image_io import pil_to_rgb
@@ -76,7 +87,8 @@ UPLOAD_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
 # Refuse decompression bombs before decoding: 40 Mpx RGB is already 120 MB of pixels.
 MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 1600
-# Uploads decoded at once; each may take up to MAX_PIXELS x 3 bytes (more for 16-bit images).
+# Uploads decoded and ranked at once; each holds up to MAX_PIXELS x 3 bytes of image (more while
+# a 16-bit one is decoded) and, once ranked, its full-resolution masks.
 MAX_CONCURRENT_DECODES = 2
 DECODE_WAIT_S = 120
 _ORIENTATION = 0x0112
@@ -142,13 +154,32 @@ def _check_pixels(width, height, max_pixels):
 
 
 def limit_side(image, max_side):
-    """Downscale ``image`` (H x W x C) so that its longer side is at most ``max_side`` pixels."""
+    """Downscale ``image`` (H x W x C) so that its longer side is at most ``max_side`` pixels
+    (for display only)."""
     height, width = image.shape[:2]
     if not max_side or max(height, width) <= max_side:
         return image
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def display_result(result, size):
+    """``result`` with its masks (nearest) and boxes scaled to ``size`` = (height, width)."""
+    if not result["masks"]:
+        return result
+    height, width = np.shape(result["masks"][0])
+    if (height, width) == tuple(size):
+        return result
+    masks = [
+        cv2.resize(
+            (np.asarray(m) > 0.5).astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST
+        )
+        for m in result["masks"]
+    ]
+    scale = np.array([size[1] / width, size[0] / height] * 2)
+    boxes = [list(np.asarray(b, dtype=np.float64) * scale) for b in result["bboxes"]]
+    return {**result, "masks": masks, "bboxes": boxes}
 
 
 def _b64(data):
@@ -168,40 +199,42 @@ def _uploaded_bytes():
 
 
 class _Ranker:
-    """Runs the predictor and renders its outputs; one call at a time (the model is shared), and
-    at most ``max_decodes`` uploads decoded at once."""
+    """Runs the predictor on the full-resolution upload and renders its outputs at display size;
+    one model call at a time (the model is shared).
+
+    At most ``max_decodes`` uploads are in progress (decoding, waiting for the model, ranked,
+    rendered) at once: each holds a full-resolution image and, once ranked, its full-resolution
+    masks. An upload that waits ``DECODE_WAIT_S`` seconds for a slot gets a 503.
+    """
 
     def __init__(self, predictor, max_side, max_pixels, max_decodes=MAX_CONCURRENT_DECODES):
         self.predictor = predictor
         self.max_side = max_side
         self.max_pixels = max_pixels
         self.lock = threading.Lock()
-        # Decoding in a pool of max_decodes threads (not in the request threads) bounds the
-        # decodes at once, and keeps their large buffers in a few malloc arenas.
+        self.slots = threading.BoundedSemaphore(max_decodes)
+        # Decoding in a pool of max_decodes threads (not in the request threads) keeps the large
+        # decode buffers in a few malloc arenas.
         self.decoder = ThreadPoolExecutor(max_decodes, thread_name_prefix="decode")
 
-    def decode(self, data):
-        """``(image downscaled to max_side, original (height, width))``; the full-size decode
-        is dropped before the upload waits for the model."""
-        job = self.decoder.submit(self._decode, data)
-        try:
-            return job.result(timeout=DECODE_WAIT_S)
-        except FutureTimeout:
-            job.cancel()
-            raise UploadError(503, "the server is busy decoding other uploads; try again") from None
-
-    def _decode(self, data):
-        original = decode_upload(data, self.max_pixels)
-        return limit_side(original, self.max_side), original.shape[:2]
-
     def __call__(self, data):
-        image, (original_height, original_width) = self.decode(data)
+        if not self.slots.acquire(timeout=DECODE_WAIT_S):
+            raise UploadError(503, "the server is busy with other uploads; try again")
+        try:
+            image = self.decoder.submit(decode_upload, data, self.max_pixels).result()
+            return self._rank(image)
+        finally:
+            self.slots.release()
+
+    def _rank(self, image):
         height, width = image.shape[:2]
+        display = limit_side(image, self.max_side)
         with self.lock:
             start = time.perf_counter()
             result = self.predictor(image, "upload")
-            colormap = render_rank_colormap(result, height, width)
-            overlay = cv2.cvtColor(render_overlay(image, result), cv2.COLOR_RGB2BGR)
+            shown = display_result(result, display.shape[:2])
+            colormap = render_rank_colormap(shown, *display.shape[:2])
+            overlay = cv2.cvtColor(render_overlay(display, shown), cv2.COLOR_RGB2BGR)
             elapsed = time.perf_counter() - start
         logger.info(
             "ranked a %dx%d upload: %d objects in %.2fs", width, height, result["num"], elapsed
@@ -210,13 +243,15 @@ class _Ranker:
             "image": {
                 "height": height,
                 "width": width,
-                "original_height": original_height,
-                "original_width": original_width,
+                "original_height": height,
+                "original_width": width,
+                "display_height": display.shape[0],
+                "display_width": display.shape[1],
             },
             "objects": ranked_objects(result),
             "colormap_png_base64": _b64(encode_png(colormap)),
             "overlay_png_base64": _b64(encode_png(overlay)),
-        }, image
+        }, display
 
 
 def _input_jpeg_base64(image_rgb):
@@ -316,7 +351,9 @@ def get_parser():
         help="accepted for compatibility with the original command line; nothing is written",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=10000, help="port to listen on")
+    parser.add_argument(
+        "--port", type=int, default=10000, help="port to listen on (0: a free one, logged)"
+    )
     parser.add_argument(
         "--max-upload-mb", type=float, default=20, help="largest accepted upload in MB"
     )
@@ -324,7 +361,8 @@ def get_parser():
         "--max-side",
         type=int,
         default=DEFAULT_MAX_SIDE,
-        help="downscale images whose longer side exceeds this many pixels (0: never)",
+        help="downscale the images shown (input, colour map, overlay) whose longer side exceeds "
+        "this many pixels (0: never); the model always ranks the full-resolution upload",
     )
     parser.add_argument(
         "--max-pixels",
@@ -336,7 +374,8 @@ def get_parser():
         "--max-concurrent-decodes",
         type=positive_int,
         default=MAX_CONCURRENT_DECODES,
-        help=f"uploads decoded at the same time; others wait (default {MAX_CONCURRENT_DECODES})",
+        help="uploads decoded and ranked at the same time; others wait (default "
+        f"{MAX_CONCURRENT_DECODES})",
     )
     add_debug_argument(parser)
     add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
@@ -373,12 +412,14 @@ def main(argv=None):
         max_pixels=args.max_pixels,
         max_decodes=args.max_concurrent_decodes,
     )
-    logger.info("SeqRank web demo: open http://%s:%d in a browser", args.host, args.port)
     try:
-        app.run(host=args.host, port=args.port, debug=False, threaded=True, use_reloader=False)
+        server = make_server(args.host, args.port, app, threaded=True)
     except OSError as exc:
         logger.error("cannot serve on %s:%d: %s", args.host, args.port, exc)
         return 1
+    # Logged once the socket is bound, with the port it got (the OS picks one for --port 0).
+    logger.info("SeqRank web demo: open http://%s:%d in a browser", args.host, server.port)
+    server.serve_forever()
     return 0
 
 

@@ -7,7 +7,11 @@ Example (the original README's command; the results file is passed as MODEL.WEIG
         OUTPUT_DIR output/seqrank_assr_swinL_results
 
 ``--protocol`` adds the official IRSR SA-SOR and the ASSR SOR/MAE protocols; ``all`` prints them
-side by side. Writes ``<dataset>_metrics.json`` and ``<dataset>_metrics.csv`` to OUTPUT_DIR.
+side by side. With the default protocol the metrics of ``TEST.METRICS_OF_INTEREST`` are reported,
+in its order (as the original); the other protocols report every ``seqrank`` metric. Writes
+``<dataset>_metrics.json``, ``<dataset>_metrics.csv`` and, as the original tool does,
+``dataset_<dataset>_method_unknown.csv`` (the ``seqrank`` metrics dict as Python text) to
+OUTPUT_DIR.
 
 Results files are checked before anything is decoded: LIMITS.MAX_MASK_PIXELS (default 100 Mpx per
 mask) and LIMITS.MAX_RECORD_PIXELS (400 Mpx per image) are config keys like any other. An input
@@ -29,6 +33,7 @@ from seqrank.cli import ConfigError, add_debug_argument, debug_requested, user_e
 from seqrank.data import register_sor_datasets
 from seqrank.engine.setup import build_cfg, check_output_dir, check_registered
 from seqrank.evaluation import write_json_atomic
+from seqrank.evaluation.metrics import select_metrics
 from seqrank.evaluation.results_eval import PROTOCOLS, evaluate_results
 from seqrank.utils.atomic_io import atomic_write_bytes
 from seqrank.utils.results_file import MaskLimits, load_results
@@ -105,6 +110,11 @@ def _table(dataset, metrics_by_protocol):
     return tabulate(rows, headers=header) + "\nprotocols:\n" + notes + "\n\n" + seqrank_only
 
 
+def original_csv_name(dataset):
+    """File name the original evaluation tool writes its metrics to."""
+    return f"dataset_{dataset}_method_unknown.csv"
+
+
 def _write_outputs(output_dir, dataset, metrics_by_protocol, nested):
     os.makedirs(output_dir, exist_ok=True)
     payload = metrics_by_protocol if nested else metrics_by_protocol["seqrank"]
@@ -118,6 +128,9 @@ def _write_outputs(output_dir, dataset, metrics_by_protocol, nested):
     atomic_write_bytes(
         os.path.join(output_dir, f"{dataset}_metrics.csv"), buffer.getvalue().encode()
     )
+    # The original writes str() of its metrics dict under this name (not actually CSV).
+    original = str(dict(metrics_by_protocol["seqrank"])) if "seqrank" in metrics_by_protocol else ""
+    atomic_write_bytes(os.path.join(output_dir, original_csv_name(dataset)), original.encode())
     return json_path
 
 
@@ -135,12 +148,15 @@ def evaluate(args):
     protocols = (
         PROTOCOLS if args.protocol == "all" else tuple(dict.fromkeys(("seqrank", args.protocol)))
     )
+    # TEST.METRICS_OF_INTEREST selects the reported metrics of the original's own protocol only.
+    selected = select_metrics(cfg.TEST.METRICS_OF_INTEREST) if protocols == ("seqrank",) else None
     for dataset in cfg.DATASETS.TEST:
         metrics, missing = evaluate_results(
             results,
             DatasetCatalog.get(dataset),
             protocols,
             cfg.TEST.THRESHOLD,
+            selected,
             limits=limits,
             source=cfg.MODEL.WEIGHTS,
         )

@@ -42,7 +42,12 @@ def parse_args(argv=None):
         description="Write <image_name>_colormap.png for every image of a SeqRank results file.",
     )
     parser.add_argument(
-        "-p", "--path", required=True, help="results file (<dataset>_coco_format.pth)"
+        "-p",
+        "--path",
+        "--pth-file",
+        dest="path",
+        required=True,
+        help="results file (<dataset>_coco_format.pth); --pth-file is the original's name",
     )
     parser.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
     parser.add_argument(

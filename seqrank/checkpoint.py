@@ -3,8 +3,13 @@
 * Full-model checkpoints must fit the model exactly: a missing, unexpected or shape-mismatched key
   raises :class:`CheckpointMismatchError` listing the first offenders (the original loaded
   non-strictly and silently left layers random when the YAML did not match the checkpoint).
-* Backbone-only files (ImageNet initialisation, e.g. the converted Swin checkpoint) are loaded into
-  the backbone; keys absent from them start at their default initialisation, with a log line.
+* Backbone-only files (ImageNet initialisation) are loaded into the backbone: every key prefixed
+  ``backbone.`` (our converter's and the original ``pretrained/convert_backbone.py``'s output) or
+  Microsoft's raw Swin layout (``patch_embed.*``, ``layers.*``, ...). The leftovers of the
+  classification model (``head.*``, the final ``norm.*``, ``attn_mask`` and
+  ``relative_position_index`` buffers the model does not hold) are ignored and listed in one log
+  line. Every other backbone weight must be present and fit; only the detection-only Swin stage
+  norms ``norm0..3`` may be missing (they start at their defaults, as in the original).
 * Files are unpickled with ``weights_only=True`` plus an allow-list of the plain Python/NumPy types
   detectron2 training state contains. Anything else needs an explicit opt-in
   (``--trust-checkpoint`` or ``SEQRANK_TRUST_CHECKPOINTS=1``). Before that, the pickle is scanned
@@ -19,6 +24,7 @@ import collections
 import logging
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -48,6 +54,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 TRUST_ENV = "SEQRANK_TRUST_CHECKPOINTS"
 MAX_LISTED_KEYS = 10
+BACKBONE_PREFIX = "backbone."
+# What ImageNet classification checkpoints hold besides the backbone: the classifier, the norm
+# before it, and Swin buffers that the detection backbone recomputes (ignored when the model
+# has no such key).
+_CLASSIFICATION_LEFTOVER = re.compile(
+    r"backbone\.(head\..*|norm\.(weight|bias)|(.*\.)?attn_mask|(.*\.)?relative_position_index)"
+)
+# Backbone layers only the detection model has (Swin's per-stage output norms): a classification
+# checkpoint cannot provide them, so they keep their initialisation.
+_DETECTION_ONLY = re.compile(r"backbone\.norm\d+\.(weight|bias)")
+_BUFFER_SUFFIXES = ("attn_mask", "relative_position_index")
 
 
 class CheckpointError(SeqRankUserError, ValueError):
@@ -144,7 +161,26 @@ def check_finite(path, state):
 
 
 def _backbone_only(state):
-    return bool(state) and all(k.startswith("backbone.") for k in state)
+    return bool(state) and all(k.startswith(BACKBONE_PREFIX) for k in state)
+
+
+def _is_raw_backbone(state, model_keys):
+    """Keys of a bare backbone (Microsoft's Swin layout): none names a top-level module of the
+    model, and at least one fits the backbone once prefixed with ``backbone.``."""
+    tops = {k.split(".", 1)[0] for k in model_keys}
+    if not state or any(k.split(".", 1)[0] in tops for k in state):
+        return False
+    return any(BACKBONE_PREFIX + k in model_keys for k in state)
+
+
+def _summarise_leftovers(keys):
+    """``head.weight, norm.bias, 4 attn_mask buffers``: buffers counted, other keys listed."""
+    parts = [k for k in keys if not k.endswith(_BUFFER_SUFFIXES)]
+    for suffix in _BUFFER_SUFFIXES:
+        count = sum(k.endswith(suffix) for k in keys)
+        if count:
+            parts.append(f"{count} {suffix} buffer{'s' if count > 1 else ''}")
+    return _fmt(parts)
 
 
 def _fmt(keys):
@@ -229,23 +265,29 @@ class SeqRankCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint):
         path = getattr(self, "_loaded_path", "checkpoint")
+        model_keys = dict.fromkeys(self.model.state_dict())  # ordered, O(1) lookups
+        if _is_raw_backbone(checkpoint["model"], model_keys):
+            logger.info("%s: keys without the 'backbone.' prefix, loaded as backbone weights", path)
+            checkpoint["model"] = {BACKBONE_PREFIX + k: v for k, v in checkpoint["model"].items()}
         state = checkpoint["model"]
         check_finite(path, state)
         backbone_only = _backbone_only(state)
+        if backbone_only:
+            self._drop_leftovers(path, state, model_keys)
+            self._check_backbone_keys(path, state, model_keys)
         self._check_shapes(path, state)
         incompatible = super()._load_model(checkpoint)
         if backbone_only:
-            missing = [k for k in incompatible.missing_keys if k.startswith("backbone.")]
+            defaults = [k for k in incompatible.missing_keys if k.startswith(BACKBONE_PREFIX)]
             logger.info(
                 "Loaded backbone-only weights from %s; the heads keep their initialisation%s",
                 path,
-                f" (backbone keys at default init: {_fmt(missing)})" if missing else "",
+                (
+                    f" (detection-only backbone keys at default init: {_fmt(defaults)})"
+                    if defaults
+                    else ""
+                ),
             )
-            if incompatible.unexpected_keys:
-                raise CheckpointMismatchError(
-                    f"{path}: backbone weights do not fit MODEL.BACKBONE "
-                    f"(unexpected: {_fmt(incompatible.unexpected_keys)})"
-                )
             incompatible.missing_keys.clear()
             return incompatible
         if incompatible.missing_keys or incompatible.unexpected_keys:
@@ -258,6 +300,36 @@ class SeqRankCheckpointer(DetectionCheckpointer):
                 "configs/swinL_correct.yaml)."
             )
         return incompatible
+
+    @staticmethod
+    def _drop_leftovers(path, state, model_keys):
+        """Remove (in place) the classification-only keys the model does not have; one log line."""
+        leftovers = [
+            k for k in state if k not in model_keys and _CLASSIFICATION_LEFTOVER.fullmatch(k)
+        ]
+        for key in leftovers:
+            del state[key]
+        if leftovers:
+            logger.info(
+                "%s: ignored %d key(s) of the classification model: %s",
+                path,
+                len(leftovers),
+                _summarise_leftovers([k[len(BACKBONE_PREFIX) :] for k in leftovers]),
+            )
+
+    @staticmethod
+    def _check_backbone_keys(path, state, model_keys):
+        unexpected = [k for k in state if k not in model_keys]
+        missing = [
+            k
+            for k in model_keys
+            if k.startswith(BACKBONE_PREFIX) and k not in state and not _DETECTION_ONLY.fullmatch(k)
+        ]
+        if unexpected or missing:
+            raise CheckpointMismatchError(
+                f"{path}: backbone weights do not fit MODEL.BACKBONE (missing {len(missing)}: "
+                f"{_fmt(missing) or '-'}; unexpected {len(unexpected)}: {_fmt(unexpected) or '-'})"
+            )
 
     def _check_shapes(self, path, state):
         model_state = self.model.state_dict()

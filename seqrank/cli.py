@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import traceback
 
 __all__ = [
@@ -90,16 +91,24 @@ def one_line(exc):
 
 
 @contextlib.contextmanager
-def user_errors(prog, debug=False, also=()):
-    """End the process with ``"<prog>: error: <one line>"`` and exit code 1 when the block raises
-    a :class:`SeqRankUserError` (or one of the library errors in ``also`` that the caller
-    translates); with ``debug`` the traceback is printed first."""
+def user_errors(prog, debug=False, also=(), exit_code=1):
+    """End the process with ``"<prog>: error: <one line>"`` on stderr and ``exit_code`` when the
+    block raises a :class:`SeqRankUserError` (or one of the library errors in ``also`` that the
+    caller translates); with ``debug`` the traceback is printed first.
+
+    With the default exit code 1 the line is the ``SystemExit``'s message (Python prints it);
+    a tool documented to exit with another code (2 for ``sor_compare``) prints it itself.
+    """
     try:
         yield
     except (SeqRankUserError, *also) as exc:
         if debug:
             traceback.print_exc()
-        raise SystemExit(f"{prog}: error: {one_line(exc)}") from None
+        line = f"{prog}: error: {one_line(exc)}"
+        if exit_code == 1:
+            raise SystemExit(line) from None
+        print(line, file=sys.stderr)
+        raise SystemExit(exit_code) from None
 
 
 def _stop(forward, signum, frame):

@@ -55,6 +55,9 @@ def _add_model_config(cfg):
     cfg.MODEL.SEQRANK = CN()
     # Never re-select a query that is already ranked during sequential inference.
     cfg.MODEL.SEQRANK.EXCLUDE_RANKED = False
+    # Optimised inference path (same decisions and masks within float tolerance; docs/FIDELITY.md);
+    # False runs the original's step-by-step loop.
+    cfg.MODEL.SEQRANK.FAST_INFERENCE = True
 
 
 def _add_swin_config(cfg):
@@ -105,6 +108,12 @@ def _add_solver_data_test_config(cfg, num_gpus):
     cfg.SOLVER.NUM_GPUS = num_gpus
     # Not in the original: how often losses are logged and written to metrics.json.
     cfg.SOLVER.LOG_PERIOD = 20
+    # Not in the original (detectron2's AMPTrainer is fp16 only): the autocast dtype, fp16 or bf16.
+    cfg.SOLVER.AMP.PRECISION = "fp16"
+    # The network input is always S x S, so cuDNN's autotuning is paid once (detectron2: off).
+    cfg.CUDNN_BENCHMARK = True
+    # Not in the original: float32 matmuls in TF32 on Ampere or newer GPUs (faster, less exact).
+    cfg.TF32 = False
 
     cfg.TEST.AUG.ENABLED = False
     cfg.TEST.UPPER_BOUND = False

@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 def preprocess(image_rgb, size):
-    """``H x W x 3`` uint8 RGB -> ``3 x S x S`` float32 (0..255), resized like the test mapper."""
+    """``H x W x 3`` uint8 -> ``3 x S x S`` float32 (0..255), resized like the test mapper; the
+    channel order is kept."""
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 RGB image, got shape {image_rgb.shape}")
     resized = cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_LINEAR)
@@ -27,17 +28,27 @@ def preprocess(image_rgb, size):
 
 
 class SeqRankPredictor:
-    """``predictor(image_rgb)`` returns the ranked result dict of one image (see ``SeqRank``)."""
+    """``predictor(image_rgb)`` returns the ranked result dict of one image (see ``SeqRank``).
+
+    The model receives the image in ``INPUT.FORMAT`` channel order ("RGB" in every shipped
+    config; "BGR" flips the channels), as detectron2's ``DefaultPredictor`` and the original
+    demo's predictor do. Only the call's argument differs: it is RGB here, BGR there.
+    """
 
     def __init__(self, cfg):
+        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+            raise ConfigError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {cfg.INPUT.FORMAT!r}")
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         SeqRankCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.model.eval()
         self.size = cfg.INPUT.FT_SIZE_TEST
+        self.input_format = cfg.INPUT.FORMAT
 
     def __call__(self, image_rgb, image_name=0):
         height, width = image_rgb.shape[:2]
+        if self.input_format == "BGR":
+            image_rgb = np.ascontiguousarray(image_rgb[:, :, ::-1])
         inputs = {
             "image": preprocess(image_rgb, self.size),
             "height": height,

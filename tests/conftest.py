@@ -1,9 +1,11 @@
 """Shared test fixtures: paths to the repository and to ../shared reference data."""
 
 import os
+import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +20,15 @@ PARITY = SHARED / "reference" / "parity_fpn"
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(autouse=True)
+def reset_random_state():
+    """Every test starts from the same torch / NumPy / Python RNG state, whatever ran before it
+    (a test must not pass or fail depending on the order or the selection of tests)."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ fails the test instead of skipping it.
 """
 
 import json
+import re
+import socket
 import subprocess
 import sys
 from functools import lru_cache
@@ -22,6 +24,7 @@ from seqrank.engine import build_cfg
 from tests.conftest import PARITY, REPO, require_shared
 
 __all__ = [
+    "free_port",
     "load_converted",
     "load_parity_strictly",
     "manifest_entries",
@@ -30,6 +33,7 @@ __all__ = [
     "official_cfg",
     "parity_cfg",
     "run_converter_cli",
+    "run_distributed",
     "parity_model",
     "seqrank_cfg",
     "write_jpeg",
@@ -134,3 +138,30 @@ def write_jpeg(path, height, width, color):
     """Save a ``height`` x ``width`` JPEG of one RGB ``color`` at ``path`` (folders created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (width, height), color).save(path, "JPEG")
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that the OS handed out just now (bound to port 0, released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+_PORT_TAKEN = re.compile(r"EADDRINUSE|address already in use", re.I)
+
+
+def run_distributed(command, attempts=3, **kwargs):
+    """``subprocess.run(command)`` for a multi-process detectron2 CLI, on a free port.
+
+    ``--dist-url tcp://127.0.0.1:<port>`` is inserted after the script (``command[1]``), with a
+    port the OS has just reported free instead of detectron2's fixed per-user default (two suites
+    at once would share it). Another process can still take the port before the rendezvous
+    binds it: such a run (EADDRINUSE) is repeated on a fresh port, up to ``attempts`` times.
+    """
+    kwargs = {"capture_output": True, "text": True, **kwargs}
+    for _ in range(attempts):
+        url = f"tcp://127.0.0.1:{free_port()}"
+        proc = subprocess.run([*command[:2], "--dist-url", url, *command[2:]], **kwargs)
+        if proc.returncode == 0 or not _PORT_TAKEN.search(f"{proc.stdout}{proc.stderr}"):
+            return proc
+    return proc

@@ -32,10 +32,23 @@ def parity_state():
 
 def test_parity_checkpoint_loads_with_no_missing_or_unexpected_keys(parity_state):
     model = _model()
-    incompatible = SeqRankCheckpointer(model).load(str(PARITY / "checkpoint.pth"))
-    assert incompatible == {} or not incompatible.get("missing_keys")
-    for key, value in model.state_dict().items():
+    SeqRankCheckpointer(model).load(str(PARITY / "checkpoint.pth"))
+    state = model.state_dict()
+    assert list(state) == list(parity_state)  # nothing missing, nothing unexpected
+    for key, value in state.items():
         assert torch.equal(value, parity_state[key]), key
+
+
+def test_unexpected_and_missing_keys_fail_naming_them(tmp_path, parity_state):
+    extra = dict(parity_state, **{"instance_seg.extra_layer.weight": torch.zeros(2)})
+    del extra["gaze_shift.prev_emb"]
+    path = tmp_path / "extra.pth"
+    torch.save({"model": extra}, path)
+    with pytest.raises(CheckpointMismatchError) as info:
+        SeqRankCheckpointer(_model()).load(str(path))
+    message = str(info.value)
+    assert "missing 1 keys: gaze_shift.prev_emb" in message
+    assert "unexpected 1 keys: instance_seg.extra_layer.weight" in message
 
 
 def test_wrong_neck_fails_with_key_list(parity_state):
@@ -62,7 +75,11 @@ def test_detectron2_trainer_state_loads_safely(tmp_path, parity_state):
     torch.save(ckpt, path)
     loaded = safe_torch_load(str(path))
     assert loaded["iteration"] == 5
-    SeqRankCheckpointer(_model()).load(str(path))
+    model = _model()
+    rest = SeqRankCheckpointer(model).load(str(path))
+    assert rest["iteration"] == 5 and rest["scheduler"]["last_epoch"] == 5
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, parity_state[key]), key
 
 
 def test_arbitrary_objects_need_opt_in(tmp_path, parity_state, monkeypatch):

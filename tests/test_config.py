@@ -66,6 +66,21 @@ def test_configs_equal_the_original_files(tmp_path, name):
     assert ours.dump() == original.dump()
 
 
+def test_r101_is_r50_with_the_resnext101_backbone():
+    """configs/R101.yaml as in the original: ``_BASE_: R50.yaml`` with backbone ResNeXt101."""
+    r50 = build_cfg(str(REPO / "configs/R50.yaml"))
+    r101 = build_cfg(str(REPO / "configs/R101.yaml"))
+    assert r101.MODEL.BACKBONE.NAME == "ResNeXt101"
+    r101.MODEL.BACKBONE.NAME = r50.MODEL.BACKBONE.NAME
+    assert r101.dump() == r50.dump()
+
+
+def test_fast_inference_is_a_config_key():
+    assert build_cfg().MODEL.SEQRANK.FAST_INFERENCE is True
+    cfg = build_cfg(None, ["MODEL.SEQRANK.FAST_INFERENCE", "False"])
+    assert cfg.MODEL.SEQRANK.FAST_INFERENCE is False
+
+
 def test_batch_size_is_ims_per_gpu_times_num_gpus():
     cfg = build_cfg(str(REPO / "configs/swinL.yaml"), ["SOLVER.IMS_PER_GPU", "4"], num_gpus=4)
     assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.NUM_GPUS == 4

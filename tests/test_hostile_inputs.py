@@ -2,10 +2,11 @@
 naming the file, key or record and the problem, exit code 1 (2 for command-line errors), and no
 traceback.
 
-Most cases call a tool's entry point in-process. The memory bombs run together in one subprocess
-under ``RLIMIT_AS`` (its address space after importing torch plus 1.5 GB), so that a regression
-fails the test instead of taking the machine down; so do forged RLEs, which pycocotools would
-decode without bounds checks. Web uploads are tested in tests/online/test_app.py.
+Most cases call a tool's entry point in-process (``sor_compare`` documents exit code 2 for
+bad input: its line is printed, not the ``SystemExit`` message). The memory bombs run together
+in one subprocess under ``RLIMIT_AS`` (its address space after importing torch plus 1.5 GB), so
+that a regression fails the test instead of taking the machine down; so do forged RLEs, which
+pycocotools would decode without bounds checks. Web uploads are tested in tests/online/test_app.py.
 """
 
 import _codecs
@@ -25,7 +26,7 @@ from detectron2.utils.logger import setup_logger
 
 import train_net
 from demo import demo
-from scripts import evaluation_tool, visualize2colormap
+from scripts import evaluation_tool, sor_compare, visualize2colormap
 from seqrank.cli import DEBUG_ENV
 from tests.conftest import PARITY, REPO
 
@@ -277,8 +278,30 @@ def test_debug_shows_the_traceback(train_cli, tmp_path, capsys):
 # ----------------------------------------------------------------------------- results files
 
 
+def _sor_compare_error(capsys, argv):
+    """Run sor_compare; its one-line error (exit code 2, its documented code for bad input)."""
+    with pytest.raises(SystemExit) as info:
+        sor_compare.main(argv)
+    err = capsys.readouterr().err
+    # The other lines on stderr are the progress bar of the scoring that stopped.
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert info.value.code == 2, f"exit code {info.value.code!r}, stderr: {err[-2000:]}"
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def _compare_argv(results, tmp_path, root=PARITY / "datasets"):
+    return [
+        "--dataset", "assr_test", "--dataset-root", str(root), "--pred", f"A={results}",
+        "--output", str(tmp_path / "compare"), "--workers", "1",
+    ]  # fmt: skip
+
+
 def _tool_error(capsys, tool, results, tmp_path, *extra):
-    if tool == "evaluation_tool":
+    if tool == "sor_compare":
+        message = _sor_compare_error(capsys, _compare_argv(results, tmp_path) + list(extra))
+        assert not (tmp_path / "compare").exists()
+    elif tool == "evaluation_tool":
         argv = [
             "--config-file", str(PARITY / "config.yaml"),
             "DATASETS.ROOT", str(PARITY / "datasets"), "DATASETS.TEST", "('assr_test',)",
@@ -292,7 +315,7 @@ def _tool_error(capsys, tool, results, tmp_path, *extra):
     return message
 
 
-TOOLS = ["evaluation_tool", "visualize2colormap"]
+TOOLS = ["evaluation_tool", "visualize2colormap", "sor_compare"]
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -350,9 +373,28 @@ def test_limits_are_options(capsys, tmp_path):
         capsys, "evaluation_tool", results, tmp_path, "LIMITS.MAX_RECORD_PIXELS", "50000"
     )
     assert "its 3 masks exceed 50,000 pixels together" in message
+    # The GT of that image (3 objects, 103,500 pixels) fits; its 5 predicted masks do not.
+    results = _results(tmp_path / "five.pth", [_rle(150, 230)] * 5)
+    message = _tool_error(capsys, "sor_compare", results, tmp_path, "--max-record-pixels", "150000")
+    assert "its 5 masks exceed 150,000 pixels together" in message
     with pytest.raises(SystemExit) as info:
         visualize2colormap.main(["-p", "x", "-o", "y", "--max-mask-pixels", "0"])
     assert info.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+
+
+def test_compared_results_of_the_wrong_size_are_refused_before_decoding(capsys, tmp_path):
+    results = _results(tmp_path / "results.pth", [_rle(10, 20)])
+    message = _tool_error(capsys, "sor_compare", results, tmp_path)
+    assert "image 'parity_fpn_000' mask 0 has size [10, 20] but the GT image is 150 x 230" in (
+        message
+    )
+
+
+def test_compared_dataset_records_are_bounded(capsys, tmp_path, dataset):
+    results = _results(tmp_path / "results.pth", [_rle(150, 230)])
+    root = dataset("test", lambda r: r.update(height=60000, width=60000))
+    message = _sor_compare_error(capsys, _compare_argv(results, tmp_path, root))
+    assert "the record's 60000 x 60000 image exceeds 100,000,000 pixels" in message
 
 
 # ----------------------------------------------------------------------------- demo
@@ -381,7 +423,7 @@ def test_demo_names_a_text_checkpoint(tmp_path, caplog):
 # ----------------------------------------------------------------------------- memory bombs
 
 BOMB_SCRIPT = r"""
-import json, resource, sys
+import contextlib, io, json, resource, sys
 import torch
 
 def address_space():
@@ -392,19 +434,26 @@ def address_space():
 limit = address_space() + int(1.5 * 2**30)
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 import train_net
-from scripts import convert_irsr, evaluation_tool, visualize2colormap
+from scripts import convert_irsr, evaluation_tool, sor_compare, visualize2colormap
 
 train_net.exit_on_sigterm = lambda *args, **kwargs: None
 tools = {"train_net": train_net.cli, "evaluation_tool": evaluation_tool.main,
-         "visualize2colormap": visualize2colormap.main, "convert_irsr": convert_irsr.main}
+         "visualize2colormap": visualize2colormap.main, "convert_irsr": convert_irsr.main,
+         "sor_compare": sor_compare.main}
 for name, tool, argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
     try:
-        tools[tool](argv)
+        with contextlib.redirect_stderr(err):
+            tools[tool](argv)
         code = 0
     except SystemExit as exc:
         code = exc.code
+        # sor_compare prints its line itself and exits with 2.
+        if code == 2 and err.getvalue().strip():
+            code = err.getvalue().strip().splitlines()[-1]
     except BaseException as exc:
         code = f"UNCAUGHT {type(exc).__name__}: {exc}"
+    sys.stderr.write(err.getvalue())
     print("RESULT", json.dumps([name, code]), flush=True)
 """
 
@@ -453,6 +502,9 @@ def _bomb_cases(tmp_path):
     def colormaps(results):
         return ["-p", str(results), "-o", str(tmp_path / "maps")]
 
+    def compare(results, dataset_root=PARITY / "datasets"):
+        return _compare_argv(results, tmp_path, dataset_root)
+
     train = ["--eval-only", *config, "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0"]
     return [
         ("checkpoint", "train_net", train + eval_opts + [
@@ -473,6 +525,15 @@ def _bomb_cases(tmp_path):
          "invalid RLE counts for a 150 x 230 mask"),
         ("memo", "evaluation_tool", evaluation(tmp_path / "memo.pth"),
          "calling _codecs.encode takes its objects past"),
+        ("compare", "sor_compare", compare(tmp_path / "bomb_results.pth"), limit),
+        ("repeated_compare", "sor_compare", compare(tmp_path / "repeated.pth"),
+         "its 2000 masks exceed 400,000,000 pixels together"),
+        ("overrun_compare", "sor_compare", compare(tmp_path / "overrun.pth"),
+         "invalid RLE counts for a 150 x 230 mask"),
+        ("memo_compare", "sor_compare", compare(tmp_path / "memo.pth"),
+         "calling _codecs.encode takes its objects past"),
+        ("record_compare", "sor_compare", compare(tmp_path / "repeated.pth", root),
+         "the record's 60000 x 60000 image exceeds 100,000,000 pixels"),
         ("irsr_bytearray", "convert_irsr", [
             "--root", str(irsr_bytearray), "--output", str(tmp_path / "conv"), "--splits", "test"
         ], limit),

@@ -56,10 +56,15 @@ def test_results_file_matches_original(eval_run):
         for k in range(exp["num"]):
             iou = _iou(mask_util.decode(res["masks"][k]) > 0, mask_util.decode(exp["masks"][k]) > 0)
             assert iou >= 0.99, (name, k, iou)
-        np.testing.assert_allclose(res["scores"], exp["scores"], atol=1e-3)
-        np.testing.assert_allclose(res["saliency"], exp["saliency"], atol=1e-3)
+        # Objectness is 0.0011-0.0119 here: only a relative tolerance tells values apart. The
+        # measured differences are below 4e-6 relative and 1e-4 pixels.
+        np.testing.assert_allclose(res["scores"], exp["scores"], rtol=1e-4, atol=0)
+        np.testing.assert_allclose(res["saliency"], exp["saliency"], rtol=1e-4, atol=0)
         np.testing.assert_allclose(
-            np.array(res["bboxes"]).reshape(-1, 4), np.array(exp["bboxes"]).reshape(-1, 4), atol=0.5
+            np.array(res["bboxes"]).reshape(-1, 4),
+            np.array(exp["bboxes"]).reshape(-1, 4),
+            rtol=0,
+            atol=0.01,
         )
 
 
@@ -73,7 +78,12 @@ def test_metrics_match_original(eval_run):
             # The original reports a metric no image counts for as 1.0; we report null (NaN).
             assert got[key] is None, key
             continue
-        assert got[key] == pytest.approx(value, abs=1e-3), key
+        if key.endswith("_count"):
+            assert got[key] == value, key
+        else:
+            # Rounded to 4 decimals: a mask pixel flipped by float rounding may move the last
+            # digit by one, nothing more.
+            assert got[key] == pytest.approx(value, rel=0, abs=1.01e-4), key
     assert "sa_sor" in proc.stdout + proc.stderr  # the metrics table is logged
 
 

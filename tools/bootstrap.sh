@@ -22,7 +22,7 @@ VPY="$VENV/bin/python"
 
 reqs="requirements.txt"
 [ $DEV = 1 ] && reqs="$reqs requirements-dev.txt"
-stamp="$VENV/.seqrank-stamp-$(cat $reqs setup.py tools/bootstrap.sh tools/install_detectron2.sh | sha1sum | cut -c1-12)-$DEV"
+stamp="$VENV/.seqrank-stamp-$(cat $reqs requirements-nodeps.txt setup.py tools/bootstrap.sh tools/install_detectron2.sh | sha1sum | cut -c1-12)-$DEV"
 if [ -f "$stamp" ]; then
   log "environment up to date ($VENV)"
   exit 0
@@ -33,6 +33,8 @@ log "installing pinned requirements: $reqs"
 req_args=()
 for r in $reqs; do req_args+=(-r "$r"); done
 "$VPY" -m pip install --quiet "${req_args[@]}"
+log "installing requirements-nodeps.txt without their dependency pins (see the file)"
+"$VPY" -m pip install --quiet --no-deps -r requirements-nodeps.txt
 
 bash tools/install_detectron2.sh "$VPY"
 

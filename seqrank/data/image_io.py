@@ -1,6 +1,5 @@
 """Robust image reading for the SOR datasets: any PIL mode becomes RGB uint8 H x W x 3."""
 
-import logging
 import os
 
 import numpy as np
@@ -10,15 +9,10 @@ from ..cli import MissingFileError, SeqRankUserError
 
 __all__ = ["ImageReadError", "pil_to_rgb", "read_image_size", "read_rgb"]
 
-logger = logging.getLogger(__name__)
-
 # 16-bit (and 32-bit integer) modes are rescaled to 8 bit instead of being clipped by PIL's
 # convert("RGB"), which would saturate everything above 255 to white.
 _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
-# Paths whose EXIF orientation was ignored; remembered so that the warning appears once per file
-# instead of once per epoch.
-_EXIF_WARNED = set()
 # EXIF orientations that swap width and height (transposes and 90-degree rotations).
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 
@@ -50,13 +44,13 @@ def read_image_size(path):
     return (height, width), ((width, height) if swapped else (height, width))
 
 
-def read_rgb(path, expected_hw=None):
+def read_rgb(path, apply_exif=False):
     """Read an image file as an RGB uint8 array of shape H x W x 3.
 
-    EXIF orientation is applied (as in the demo). When ``expected_hw`` (the record's height and
-    width) is given and only the *non*-transposed size matches it, the EXIF orientation is ignored
-    (with a one-time warning per file): the GT polygons were drawn in that pixel frame, and the
-    original training code never applied EXIF orientation either.
+    By default the pixels are returned in their stored order, EXIF orientation ignored, exactly
+    as the original dataset mappers read images (``np.array(Image.open(f).convert("RGB"))``): the
+    GT polygons of the datasets are drawn in that frame. ``apply_exif=True`` rotates/mirrors the
+    image as a viewer shows it, like detectron2's ``read_image`` (the demos).
 
     Raises:
         MissingFileError (a FileNotFoundError): the file does not exist.
@@ -69,29 +63,9 @@ def read_rgb(path, expected_hw=None):
     try:
         with Image.open(path) as img:
             img.load()
-            transposed = ImageOps.exif_transpose(img)
+            return _to_rgb_array(ImageOps.exif_transpose(img) if apply_exif else img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
-    chosen = _choose_orientation(path, img, transposed, expected_hw)
-    return _to_rgb_array(chosen)
-
-
-def _choose_orientation(path, raw, transposed, expected_hw):
-    if expected_hw is None or transposed.size == raw.size:
-        return transposed
-    expected_wh = (int(expected_hw[1]), int(expected_hw[0]))
-    if transposed.size != expected_wh and raw.size == expected_wh:
-        if path not in _EXIF_WARNED:
-            _EXIF_WARNED.add(path)
-            logger.warning(
-                "%s: EXIF orientation would give %dx%d (WxH) but the annotation says %dx%d; "
-                "ignoring the EXIF orientation so that the GT polygons stay aligned",
-                path,
-                *transposed.size,
-                *expected_wh,
-            )
-        return raw
-    return transposed
 
 
 def pil_to_rgb(img):

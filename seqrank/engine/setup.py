@@ -17,14 +17,17 @@ from ..cli import ConfigError, MissingFileError, one_line
 from ..config import add_seqrank_config, merge_config_file
 from ..data import register_sor_datasets
 from ..utils.atomic_io import remove_stale_temp_files
+from .amp import amp_dtype
 
 __all__ = [
+    "batch_derivation",
     "build_cfg",
     "check_config_values",
     "check_registered",
     "check_output_dir",
     "clean_output_dir",
     "fit_to_machine",
+    "resolve_device",
     "setup",
 ]
 
@@ -46,11 +49,14 @@ _INT_BOUNDS = {
 }
 
 
-def build_cfg(config_file=None, opts=(), num_gpus=1):
+def build_cfg(config_file=None, opts=(), num_gpus=1, num_machines=1):
     """Config as the original driver builds it: SeqRank keys, then the file, then ``opts``.
 
-    ``SOLVER.IMS_PER_BATCH`` is derived as ``IMS_PER_GPU x NUM_GPUS`` (NUM_GPUS before it is reset
-    to ``num_gpus``), so the YAML value of IMS_PER_BATCH is ignored as in the original.
+    ``SOLVER.IMS_PER_BATCH`` is derived as ``IMS_PER_GPU x NUM_GPUS x num_machines``, with
+    NUM_GPUS before it is reset to ``num_gpus`` (the processes per machine): one
+    ``IMS_PER_GPU`` batch per process of the world. On one machine this is the original's rule,
+    quirk included (a NUM_GPUS set in the YAML or ``opts`` wins over ``num_gpus``); the YAML value
+    of IMS_PER_BATCH is ignored as in the original.
 
     Raises:
         MissingFileError: ``config_file`` does not exist.
@@ -66,7 +72,7 @@ def build_cfg(config_file=None, opts=(), num_gpus=1):
     with _config_errors("command line"):
         cfg.merge_from_list(list(opts))
     check_config_values(cfg)
-    cfg.SOLVER.IMS_PER_BATCH = cfg.SOLVER.IMS_PER_GPU * cfg.SOLVER.NUM_GPUS
+    cfg.SOLVER.IMS_PER_BATCH = cfg.SOLVER.IMS_PER_GPU * cfg.SOLVER.NUM_GPUS * num_machines
     cfg.SOLVER.NUM_GPUS = num_gpus
     return cfg
 
@@ -99,17 +105,89 @@ def check_config_values(cfg):
             raise ConfigError(f"{key} must be an integer >= {lowest}, got {value!r}")
 
 
-def fit_to_machine(cfg):
-    """Fall back to CPU (and no AMP) where CUDA is missing. Returns the log lines to emit."""
-    notes = []
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        notes.append(f"MODEL.DEVICE={cfg.MODEL.DEVICE} but no CUDA device is available: using cpu")
-        cfg.MODEL.DEVICE = "cpu"
+def batch_derivation(cfg, num_gpus, num_machines):
+    """The log line that explains ``SOLVER.IMS_PER_BATCH`` (see :func:`build_cfg`)."""
+    per_gpu, batch = cfg.SOLVER.IMS_PER_GPU, cfg.SOLVER.IMS_PER_BATCH
+    per_machine = batch // (per_gpu * num_machines) if per_gpu else num_gpus
+    line = (
+        f"Total batch SOLVER.IMS_PER_BATCH = {batch} = SOLVER.IMS_PER_GPU {per_gpu} x "
+        f"{per_machine} process(es) per machine x {num_machines} machine(s)"
+    )
+    if per_machine != num_gpus:
+        line += (
+            f" (SOLVER.NUM_GPUS {per_machine} from the config, not --num-gpus {num_gpus}: "
+            "the original's rule)"
+        )
+    return line
+
+
+def resolve_device(device, world_size=1, local_rank=0, cuda_count=0):
+    """``(device, notes)``: where this process runs for ``MODEL.DEVICE`` = ``device``.
+
+    ``cuda`` / ``cuda:N`` falls back to ``cpu`` where ``cuda_count`` is 0. With more than one
+    process every process takes ``cuda:{local_rank}`` (its DDP device), whatever index was asked
+    for. Other device strings are kept.
+
+    Raises:
+        ConfigError (a ValueError): not a torch device, or a CUDA index outside
+            ``0 .. cuda_count - 1``.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"MODEL.DEVICE {device!r} is not a torch device (cpu, cuda, cuda:N)"
+        ) from None
+    if parsed.type != "cuda":
+        return device, []
+    if cuda_count == 0:
+        return "cpu", [f"MODEL.DEVICE={device} but no CUDA device is available: using cpu"]
+    notes, index = [], parsed.index
+    if world_size > 1:
+        if index is not None and index != local_rank:
+            notes.append(
+                f"MODEL.DEVICE={device} with {world_size} processes: each process uses the GPU "
+                f"of its local rank, cuda:{local_rank} here"
+            )
+        index = local_rank
+    if index is not None and index >= cuda_count:
+        what = f"local rank {local_rank}" if world_size > 1 else f"MODEL.DEVICE {device}"
+        raise ConfigError(
+            f"{what} needs cuda:{index}, but this machine has {cuda_count} CUDA device(s) "
+            f"(cuda:0 .. cuda:{cuda_count - 1})"
+        )
+    return ("cuda" if index is None else f"cuda:{index}"), notes
+
+
+def fit_to_machine(cfg, world_size=None, local_rank=None):
+    """Fit ``cfg`` (in place) to this process and machine. Returns the log lines to emit.
+
+    Sets ``MODEL.DEVICE`` (:func:`resolve_device`; the world and local rank default to this
+    process's), checks ``SOLVER.AMP.PRECISION`` and switches fp16 AMP off on CPU, where only
+    bf16 autocast is worthwhile.
+    """
+    world_size = comm.get_world_size() if world_size is None else world_size
+    local_rank = (
+        (comm.get_local_rank() if world_size > 1 else 0) if local_rank is None else local_rank
+    )
+    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    cfg.MODEL.DEVICE, notes = resolve_device(cfg.MODEL.DEVICE, world_size, local_rank, cuda_count)
     if cfg.TEST.AUG.ENABLED:
         notes.append("TEST.AUG.ENABLED: SeqRank has no test-time augmentation; ignored")
-    if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
-        notes.append("SOLVER.AMP.ENABLED needs CUDA: mixed precision is switched off on CPU")
+    dtype = amp_dtype(cfg.SOLVER.AMP.PRECISION)
+    on_cuda = cfg.MODEL.DEVICE.startswith("cuda")
+    if cfg.SOLVER.AMP.ENABLED and not on_cuda and dtype == torch.float16:
+        notes.append(
+            "SOLVER.AMP.ENABLED with PRECISION fp16 needs CUDA: mixed precision is switched off "
+            "on CPU (SOLVER.AMP.PRECISION bf16 runs on CPU)"
+        )
         cfg.SOLVER.AMP.ENABLED = False
+    if cfg.SOLVER.AMP.ENABLED and on_cuda and dtype == torch.bfloat16:
+        if not torch.cuda.is_bf16_supported():
+            raise ConfigError(
+                f"SOLVER.AMP.PRECISION bf16: {torch.cuda.get_device_name()} does not support "
+                "bfloat16; use fp16"
+            )
     return notes
 
 
@@ -153,19 +231,40 @@ def clean_output_dir(output_dir):
         )
 
 
+def _configure_backends(cfg):
+    """cuDNN autotuning, TF32 matmuls and the current CUDA device of this process."""
+    torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
+    if cfg.TF32:
+        torch.set_float32_matmul_precision("high")
+    device = torch.device(cfg.MODEL.DEVICE)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    if device.type == "cuda":
+        logger.info(
+            "CUDA: %s, cuDNN benchmark %s, TF32 matmuls %s",
+            torch.cuda.get_device_name(device),
+            "on" if cfg.CUDNN_BENCHMARK else "off",
+            "on" if cfg.TF32 else "off",
+        )
+
+
 def setup(args):
     """Build, freeze and register everything for a train_net.py run."""
     if getattr(args, "trust_checkpoint", False):
         os.environ[TRUST_ENV] = "1"
-    cfg = build_cfg(args.config_file, args.opts, num_gpus=args.num_gpus)
+    num_machines = getattr(args, "num_machines", 1)
+    cfg = build_cfg(args.config_file, args.opts, args.num_gpus, num_machines)
     notes = fit_to_machine(cfg)
     cfg.freeze()
     check_output_dir(cfg.OUTPUT_DIR)
     default_setup(cfg, args)
     # default_setup only configures the detectron2 and fvcore loggers.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="seqrank", abbrev_name="sr")
+    for note in getattr(args, "launch_notes", []):
+        logger.info(note)
     for note in notes:
         logger.warning(note)
+    logger.info(batch_derivation(cfg, args.num_gpus, num_machines))
     clean_output_dir(cfg.OUTPUT_DIR)
     if (
         cfg.MODEL.DEVICE == "cpu"
@@ -176,6 +275,7 @@ def setup(args):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_world_size()))
     cuda = "available" if torch.cuda.is_available() else "not available"
     logger.info("Running on MODEL.DEVICE=%s (CUDA %s)", cfg.MODEL.DEVICE, cuda)
+    _configure_backends(cfg)
     register_sor_datasets(cfg.DATASETS.ROOT, tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST))
     check_registered(cfg, ("TEST",) if getattr(args, "eval_only", False) else ("TRAIN", "TEST"))
     return cfg

@@ -1,5 +1,6 @@
 """The SeqRank trainer: detectron2's DefaultTrainer with SeqRank's data, evaluator, optimizer and
-checkpointer, and DistributedDataParallel that also works for CPU processes (GLOO)."""
+checkpointer, mixed precision on ``torch.amp`` (fp16 or bf16), and DistributedDataParallel that also
+works for CPU processes (GLOO)."""
 
 import logging
 import weakref
@@ -9,7 +10,7 @@ from detectron2.data import (
     build_detection_train_loader,
     get_detection_dataset_dicts,
 )
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
@@ -19,32 +20,51 @@ from ..cli import ConfigError, SeqRankUserError, debug_requested
 from ..data import SORDatasetMapper
 from ..data.datasets import DatasetError
 from ..evaluation import SOREvaluator
+from .amp import SeqRankAMPTrainer
+from .launch import peer_failure
+from .loops import SeqRankSimpleTrainer, check_losses_finite
 from .optimizer import build_seqrank_optimizer
 
-__all__ = ["Trainer", "wrap_ddp"]
+__all__ = ["Trainer", "check_losses_finite", "unwrap", "wrap_ddp"]
+
+logger = logging.getLogger("seqrank")
 
 
 def wrap_ddp(model):
     """DDP over all processes; without ``device_ids`` for CPU modules (GLOO), which detectron2's
-    ``create_ddp_model`` does not allow."""
+    ``create_ddp_model`` does not allow.
+
+    Buffers (e.g. the random Fourier matrix of ``MODEL.PE RANDOM``) are broadcast from rank 0 once,
+    at construction, and not before every forward (detectron2's ``broadcast_buffers=False``
+    behaviour, through the argument that replaces it).
+    """
     if comm.get_world_size() == 1:
         return model
-    on_cuda = next(model.parameters()).is_cuda
-    kwargs = {"device_ids": [comm.get_local_rank()]} if on_cuda else {}
+    device = next(model.parameters()).device
+    kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
     return DistributedDataParallel(
-        model, broadcast_buffers=False, find_unused_parameters=True, **kwargs
+        model, forward_sync_buffers=False, find_unused_parameters=True, **kwargs
     )
+
+
+def unwrap(model):
+    """The module inside a DDP wrapper (or ``model`` itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 class _OneLineUserErrors(logging.Filter):
     """detectron2 logs any exception leaving the training loop with its traceback ("Exception
-    during training:"); input errors and a diverging loss are reported by train_net.py in one
-    line instead (the traceback stays available with --debug / SEQRANK_DEBUG=1)."""
+    during training:"); input errors, a diverging loss and a lost peer are reported by
+    train_net.py in one line instead (the traceback stays available with --debug /
+    SEQRANK_DEBUG=1)."""
 
     def filter(self, record):
         exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or debug_requested():
+            return True
         quiet = isinstance(exc, (SeqRankUserError, FloatingPointError))
-        return not quiet or debug_requested()
+        lost_peer = comm.get_world_size() > 1 and peer_failure(exc) is not None
+        return not (quiet or lost_peer)
 
 
 def _quiet_train_loop_tracebacks():
@@ -78,8 +98,16 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = wrap_ddp(model)
-        loop_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
-        self._trainer = loop_cls(model, data_loader, optimizer)
+        if cfg.SOLVER.AMP.ENABLED:
+            self._trainer = SeqRankAMPTrainer(
+                model, data_loader, optimizer, precision=cfg.SOLVER.AMP.PRECISION
+            )
+            scaler = "with" if self._trainer.grad_scaler is not None else "without"
+            logger.info(
+                "Mixed precision: %s autocast %s a GradScaler", cfg.SOLVER.AMP.PRECISION, scaler
+            )
+        else:
+            self._trainer = SeqRankSimpleTrainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SeqRankCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
@@ -89,11 +117,45 @@ class Trainer(DefaultTrainer):
 
     def build_hooks(self):
         built = super().build_hooks()
-        for hook in built:
+        for i, hook in enumerate(built):
             if isinstance(hook, hooks.PeriodicWriter):
                 # detectron2 hard-codes 20 iterations; SOLVER.LOG_PERIOD makes it adjustable.
                 hook._period = self.cfg.SOLVER.LOG_PERIOD
+            if isinstance(hook, hooks.EvalHook):
+                built[i] = hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self._evaluate_unwrapped)
         return built
+
+    def _evaluate_unwrapped(self):
+        """Periodic evaluation on the bare model: through the DDP wrapper every input tensor,
+        the full-resolution GT masks included, would be copied to the GPU for nothing."""
+        self._last_eval_results = self.test(self.cfg, unwrap(self.model))
+        return self._last_eval_results
+
+    def resume_or_load(self, resume=True):
+        """detectron2's resume (or MODEL.WEIGHTS load), then a check that every process of the
+        job starts from the same iteration: each reads OUTPUT_DIR on its own machine."""
+        super().resume_or_load(resume=resume)
+        if comm.get_world_size() == 1:
+            return
+        starts = comm.all_gather(self.start_iter)
+        if len(set(starts)) > 1:
+            ranks = ", ".join(f"rank {r}: {s}" for r, s in enumerate(starts))
+            raise ConfigError(
+                f"the processes would start from different iterations ({ranks}): with --resume "
+                f"every machine needs the same last checkpoint in OUTPUT_DIR ({self.cfg.OUTPUT_DIR}"
+                "; a shared filesystem, or copy it from the first machine)"
+            )
+        logger.info("All %d processes start from iteration %d", len(starts), starts[0])
+
+    def load_state_dict(self, state_dict):
+        # A checkpoint saved with one optimizer group per parameter (earlier versions) holds a
+        # scheduler base LR per parameter: keep one per merged group (the optimizer converts its
+        # own state), or the scheduler would hand the groups the wrong LRs.
+        scheduler = state_dict.get("hooks", {}).get("LRScheduler")
+        merge = getattr(self.optimizer, "merge_per_parameter_values", None)
+        if scheduler and "base_lrs" in scheduler and merge is not None:
+            scheduler["base_lrs"] = merge(scheduler["base_lrs"])
+        super().load_state_dict(state_dict)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -3,6 +3,12 @@
 Per image it scores the predicted masks (rank order) against the GT masks at original resolution
 and keeps a results-file record (RLE masks, boxes, scores); ``evaluate`` gathers both to rank 0,
 writes ``<dataset>_coco_format.pth`` and ``<dataset>_metrics.json`` and logs a table.
+
+With ``TEST.EVAL_SAVE`` it also writes the original's grey rank map of each image,
+``<output_dir>/results/<dataset>/<image_name>_count_<n>.png`` (see
+:func:`seqrank.utils.colormap.render_rank_map`). Each process writes the maps of the images it
+evaluates, in ``process``: in multi-process evaluation every image is seen by exactly one process,
+so no map travels through the gather and rank 0 does not wait for the writing.
 """
 
 import copy
@@ -10,8 +16,10 @@ import json
 import logging
 import math
 import os
-from collections import OrderedDict
+import re
+from collections import OrderedDict, defaultdict
 
+import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.evaluation import DatasetEvaluator
@@ -19,10 +27,19 @@ from detectron2.utils import comm
 from tabulate import tabulate
 
 from ..utils.atomic_io import atomic_write_bytes
+from ..utils.colormap import render_rank_map
 from ..utils.results_file import save_results
-from .metrics import aggregate, pack_rows, summarize_maps, summary_metrics, unpack_rows
+from .metrics import (
+    aggregate,
+    pack_rows,
+    select_metrics,
+    summarize_maps,
+    summary_metrics,
+    unpack_rows,
+)
 
 __all__ = [
+    "RankMapWriter",
     "SOREvaluator",
     "encode_rle",
     "make_record",
@@ -140,24 +157,85 @@ def write_json_atomic(path, obj):
     atomic_write_bytes(path, json.dumps(_json_safe(obj), indent=1).encode("utf-8"))
 
 
-class SOREvaluator(DatasetEvaluator):
-    """Evaluates SeqRank predictions under the ``seqrank`` protocol (METRICS.md §1-3)."""
+_COUNT_NAME = re.compile(r"^(?P<name>.+)_count_\d+\.png$")
 
-    def __init__(self, dataset_name, output_dir=None, threshold=0.5, distributed=True):
+
+class RankMapWriter:
+    """Writes ``TEST.EVAL_SAVE``'s grey rank maps, ``<folder>/<image_name>_count_<n>.png``.
+
+    A map left by an earlier run for the same image under another ``n`` is removed when the
+    image's new map is written, so a folder never holds two maps of one image.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self._stale = None
+
+    def _existing(self):
+        if self._stale is None:
+            os.makedirs(self.folder, exist_ok=True)
+            self._stale = defaultdict(list)
+            for entry in os.listdir(self.folder):
+                match = _COUNT_NAME.match(entry)
+                if match:
+                    self._stale[match.group("name")].append(entry)
+        return self._stale
+
+    def write(self, image_name, masks, height, width):
+        """``masks``: K x H x W maps in rank order (thresholded at 0.5)."""
+        filename = f"{image_name}_count_{len(masks)}.png"
+        ok, png = cv2.imencode(".png", render_rank_map(masks, height, width))
+        if not ok:
+            raise RuntimeError(f"cannot encode the rank map of {image_name}")
+        for old in self._existing().pop(str(image_name), []):
+            if old != filename:
+                os.remove(os.path.join(self.folder, old))
+        atomic_write_bytes(os.path.join(self.folder, filename), png.tobytes())
+
+
+class SOREvaluator(DatasetEvaluator):
+    """Evaluates SeqRank predictions under the ``seqrank`` protocol (METRICS.md §1-3).
+
+    ``metrics``: the metric names to report, in that order (``TEST.METRICS_OF_INTEREST``; unknown
+    names are dropped with a warning); ``None`` reports every metric. ``eval_save``: also write
+    the grey rank maps of ``TEST.EVAL_SAVE`` (see :class:`RankMapWriter`).
+    """
+
+    def __init__(
+        self,
+        dataset_name,
+        output_dir=None,
+        threshold=0.5,
+        distributed=True,
+        metrics=None,
+        eval_save=False,
+    ):
         self.dataset_name = dataset_name
         self.output_dir = output_dir
         self.threshold = threshold
         self.distributed = distributed
+        self.metrics = select_metrics(metrics)
+        self.eval_save = eval_save
         self.reset()
 
     @classmethod
     def from_cfg(cls, cfg, dataset_name, output_dir=None):
-        return cls(dataset_name, output_dir or cfg.OUTPUT_DIR, threshold=cfg.TEST.THRESHOLD)
+        return cls(
+            dataset_name,
+            output_dir or cfg.OUTPUT_DIR,
+            threshold=cfg.TEST.THRESHOLD,
+            metrics=cfg.TEST.METRICS_OF_INTEREST,
+            eval_save=cfg.TEST.EVAL_SAVE,
+        )
 
     def reset(self):
         self._records = []
         self._per_image = []
         self._skipped = []
+        self._rank_maps = None
+        if self.eval_save and self.output_dir:
+            folder = os.path.join(self.output_dir, "results", self.dataset_name)
+            self._rank_maps = RankMapWriter(folder)
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
@@ -172,10 +250,23 @@ class SOREvaluator(DatasetEvaluator):
             name = inp.get("image_name", record["image_name"])
             record["image_name"] = name
             self._records.append(record)
+            if self._rank_maps is not None:
+                self._save_rank_map(name, inp, preds)
             if gt_maps is None:
                 self._skipped.append(name)
             else:
                 self._per_image.append(summary_metrics(preds, gt_maps, self.threshold))
+
+    def _save_rank_map(self, name, inp, preds):
+        if preds is not None and len(preds.words):
+            masks = unpack_rows(preds.words, preds.width)
+            height, width = masks.shape[1:]
+        else:
+            masks = []
+            height, width = inp.get("height"), inp.get("width")
+            if (height is None or width is None) and preds is not None:
+                height, width = preds.shape
+        self._rank_maps.write(name, masks, height, width)
 
     def _gathered(self):
         if not (self.distributed and comm.get_world_size() > 1):
@@ -203,7 +294,7 @@ class SOREvaluator(DatasetEvaluator):
                 len(skipped),
                 ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else ""),
             )
-        metrics = aggregate(per_image)
+        metrics = aggregate(per_image, metrics=self.metrics)
         if self.output_dir:
             self._write(records, metrics)
         logger.info("\n" + metrics_table(metrics, f"SOR metrics on {self.dataset_name}"))

@@ -409,19 +409,53 @@ def summary_metrics(
     if len(preds.words) == 0:
         empty = np.zeros((1,) + gts.words.shape[1:], dtype=np.uint64)
         preds = MapSummary(empty, preds.width, preds.union, np.zeros(1, dtype=np.int64))
-    gt_words, pred_words = gts.flat_words(), preds.flat_words()
     pb, gb = _union_words(preds), _union_words(gts)
-    inter = _intersections(gt_words, pred_words, support=pb & gb)
-    iou = _iou_from_counts(inter, gts.areas, preds.areas, IOU_EPS)
+    iou = _summary_iou(preds, gts, IOU_EPS, pb & gb)
     rows, cols = linear_sum_assignment(1.0 - iou)
     matched = float(np.sum(iou[rows, cols] > thres))
     result = _union_metrics(preds, gts, pb, gb)
     result["sa_sor"] = sa_sor(iou, rows, cols)
     result["sor"] = sor(iou, thres)
-    result["ap"] = (matched + AGG_EPS) / (len(pred_words) + AGG_EPS)
-    result["ar"] = (matched + AGG_EPS) / (len(gt_words) + AGG_EPS)
+    result["ap"] = (matched + AGG_EPS) / (len(preds.words) + AGG_EPS)
+    result["ar"] = (matched + AGG_EPS) / (len(gts.words) + AGG_EPS)
     result.update(topk_metrics(iou))
     return result
+
+
+def summary_iou(preds: MapSummary, gts: MapSummary, eps: float = IOU_EPS) -> np.ndarray:
+    """N x M IoU of every GT/prediction pair of two :func:`summarize_maps` outputs.
+
+    Same values as :func:`pairwise_iou` on the thresholded maps (exact integer counts), without
+    unpacking them; ``eps=0`` gives the IoU of protocol ``irsr``.
+    """
+    if len(preds.words) == 0 or len(gts.words) == 0:
+        return np.zeros((len(gts.words), len(preds.words)), dtype=np.float64)
+    support = _union_words(preds) & _union_words(gts)
+    return _summary_iou(preds, gts, eps, support)
+
+
+def _summary_iou(preds, gts, eps, support):
+    inter = _intersections(gts.flat_words(), preds.flat_words(), support=support)
+    return _iou_from_counts(inter, gts.areas, preds.areas, eps)
+
+
+def select_metrics(names: Optional[Sequence[str]]) -> Tuple[str, ...]:
+    """The metrics of ``TEST.METRICS_OF_INTEREST`` that are reported, in the listed order.
+
+    As the original's ``Metrics.registerMetrics``: names this protocol does not define are
+    dropped and logged; a repeated name is reported once. ``None`` selects :data:`METRIC_NAMES`.
+    """
+    if names is None:
+        return METRIC_NAMES
+    chosen = tuple(dict.fromkeys(n for n in names if n in METRIC_NAMES))
+    unknown = [n for n in names if n not in METRIC_NAMES]
+    if unknown:
+        logger.warning(
+            "TEST.METRICS_OF_INTEREST: ignoring unknown metric(s) %s (known: %s)",
+            ", ".join(map(str, unknown)),
+            ", ".join(METRIC_NAMES),
+        )
+    return chosen
 
 
 def aggregate(

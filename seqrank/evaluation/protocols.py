@@ -20,14 +20,16 @@ from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import rankdata
 
 from seqrank.evaluation.metrics import (
     aggregate,
     binary_flat,
     image_metrics,
+    pack_bits,
     pairwise_iou,
     quiet_numerics,
+    spearman,
     stack_maps,
 )
 
@@ -95,13 +97,24 @@ def irsr_sa_sor_image(preds, gts, gt_rank_values=None, pred_rank_scores=None) ->
     ``gt_rank_values``.
     """
     n, m = len(gts), len(preds)
+    if n < 2 or m == 0:
+        return irsr_sa_sor_from_iou(np.zeros((n, m)), gt_rank_values, pred_rank_scores)
+    iou = pairwise_iou(binary_flat(stack_maps(gts)), binary_flat(stack_maps(preds)), eps=0.0)
+    return irsr_sa_sor_from_iou(iou, gt_rank_values, pred_rank_scores)
+
+
+def irsr_sa_sor_from_iou(iou, gt_rank_values=None, pred_rank_scores=None) -> Optional[float]:
+    """:func:`irsr_sa_sor_image` from the N x M IoU matrix (no epsilon) of GTs and predictions.
+
+    Lets a caller that already has the bit-packed maps (e.g.
+    :func:`seqrank.evaluation.metrics.summary_iou` with ``eps=0``) skip the full-size maps.
+    """
+    n, m = iou.shape
     if n < 2:
         return None
     if m == 0:
         return 0.0
-    gts = stack_maps(gts)
-    preds = stack_maps(preds)
-    matched = irsr_match(pairwise_iou(binary_flat(gts), binary_flat(preds), eps=0.0))
+    matched = irsr_match(iou)
     scores = _order_values(m, pred_rank_scores)
     ranked = np.arange(m) if m > n else np.unique(matched[matched >= 0])
     score_rank = np.zeros(m)
@@ -131,7 +144,9 @@ def resize_binary(maps, size=ASSR_SIZE) -> np.ndarray:
     """
     out = np.zeros((len(maps), size[1], size[0]), dtype=bool)
     for k, mask in enumerate(maps):
-        small = (np.asarray(mask) > 0.5).astype(np.uint8)
+        mask = np.asarray(mask)
+        # A boolean mask is already thresholded: its bytes are the 0/1 map.
+        small = mask.view(np.uint8) if mask.dtype == bool else (mask > 0.5).astype(np.uint8)
         out[k] = cv2.resize(small, size, interpolation=cv2.INTER_NEAREST) > 0
     return out
 
@@ -148,17 +163,29 @@ def assr_rank_map(masks: np.ndarray) -> np.ndarray:
     return grey
 
 
-def assr_predicted_ranks(rank_map: np.ndarray, gt_masks: np.ndarray) -> np.ndarray:
+def assr_predicted_ranks(rank_map: np.ndarray, gt_masks) -> np.ndarray:
     """Predicted grey rank of each GT object (N x h x w boolean) in a grey rank map.
 
     An object gets the mode (ties to the smallest value) of the non-zero grey values under it
     when more than ``int(0.5 * |G|)`` of its pixels are non-zero, else 0. The per-value pixel
-    counts of all objects come from one N x P by P x 5 product.
+    counts are popcounts of the bit-packed GT masks AND the bit-packed pixels of each grey value
+    (exact integers, on the words the GT objects cover). ``gt_masks`` may also be
+    ``pack_bits(gt_masks)`` (N x P64 words), so that the GT of an image is packed once for
+    several predictions.
     """
     grey = np.array(sorted(ASSR_GREY))  # ascending, so argmax breaks ties to the smallest
-    onehot = (rank_map.reshape(-1, 1) == grey[None, :]).astype(np.float64)
-    counts = gt_masks.reshape(len(gt_masks), -1).astype(np.float64) @ onehot
-    area = gt_masks.reshape(len(gt_masks), -1).sum(axis=1)
+    gt_words = gt_masks if gt_masks.dtype == np.uint64 else pack_bits(gt_masks)
+    # Only the 64-pixel words that some GT object covers can count: the grey values are
+    # compared and packed on those pixels alone (objects cover a small part of an image).
+    keep = np.flatnonzero(np.bitwise_or.reduce(gt_words, axis=0))
+    flat = rank_map.reshape(-1)
+    flat = np.pad(flat, (0, (-len(flat)) % 64)) if len(flat) % 64 else flat
+    pixels = np.take(flat.reshape(-1, 64), keep, axis=0).reshape(1, -1)
+    value_words = pack_bits(pixels == grey[:, None])
+    counts = np.bitwise_count(
+        np.take(gt_words, keep, axis=1)[:, None, :] & value_words[None, :, :]
+    ).sum(axis=-1, dtype=np.int64)
+    area = np.bitwise_count(gt_words).sum(axis=-1, dtype=np.int64)
     covered = counts.sum(axis=1) > (0.5 * area).astype(np.int64)
     return np.where(covered, grey[counts.argmax(axis=1)], 0)
 
@@ -180,16 +207,26 @@ def assr_sor_image(preds, gts, gt_rank_values=None, size=ASSR_SIZE) -> Optional[
     """
     if len(gts) == 0:
         return None
-    pred_map = assr_rank_map(resize_binary(preds, size))
+    pred_map = assr_rank_map(resize_binary(preds[: len(ASSR_GREY)], size))
     pred_ranks = assr_predicted_ranks(pred_map, resize_binary(gts, size))
-    gt_ranks = _order_values(len(gts), gt_rank_values)
+    return assr_sor_from_ranks(pred_ranks, gt_rank_values)
+
+
+def assr_sor_from_ranks(pred_ranks, gt_rank_values=None) -> Optional[float]:
+    """:func:`assr_sor_image` from the N predicted ranks of the GT objects (0 = not predicted).
+
+    ``pred_ranks``: e.g. :func:`assr_predicted_ranks` (higher = more salient).
+    """
+    pred_ranks = np.asarray(pred_ranks)
+    gt_ranks = _order_values(len(pred_ranks), gt_rank_values)
     keep = (gt_ranks != 0) & (pred_ranks != 0)
     if keep.sum() == 0:
         return None
     if keep.sum() == 1:
         return 1.0
-    with quiet_numerics():
-        rho = float(spearmanr(gt_ranks[keep], pred_ranks[keep])[0])
+    # spearman() takes the same steps on the same numbers as spearmanr(x, y)[0], without its
+    # per-call overhead (about half the time of a rank map's whole assr score).
+    rho = spearman(gt_ranks[keep], pred_ranks[keep].astype(np.float64))
     return None if np.isnan(rho) else rho
 
 
@@ -199,9 +236,42 @@ def assr_mae_image(preds, gts, size=ASSR_SIZE) -> float:
     Both maps are painted by :func:`assr_rank_map` from the rank orders (top 5). The value is a
     fraction (papers report it x100).
     """
-    pred_map = assr_rank_map(resize_binary(preds, size)).astype(np.float64)
-    gt_map = assr_rank_map(resize_binary(gts, size)).astype(np.float64)
-    return float(np.mean(np.abs(pred_map - gt_map)) / 255.0)
+    pred_map = assr_rank_map(resize_binary(preds[: len(ASSR_GREY)], size))
+    return assr_mae_from_maps(pred_map, assr_rank_map(resize_binary(gts[: len(ASSR_GREY)], size)))
+
+
+def assr_mae_from_maps(pred_map: np.ndarray, gt_map: np.ndarray) -> float:
+    """:func:`assr_mae_image` from the two grey maps (h x w, values 0-255, any numeric dtype)."""
+    if pred_map.dtype == np.uint8 and gt_map.dtype == np.uint8:
+        # Exact integer sum of |difference| divided once: the same value as the float mean.
+        total = cv2.sumElems(cv2.absdiff(pred_map, gt_map))[0]
+        return float(total / pred_map.size / 255.0)
+    diff = np.subtract(pred_map, gt_map, dtype=np.float64)
+    return float(np.mean(np.abs(diff, out=diff)) / 255.0)
+
+
+def assr_saliency_ranks(saliency: np.ndarray, gt_masks: np.ndarray) -> np.ndarray:
+    """Predicted ranks of the GT objects from a continuous saliency map, as ASSR scores SOD
+    methods: the mean saliency inside each object, ties broken by object index.
+
+    Args:
+        saliency: h x w saliency map (any scale, 0 = not salient) at the size of ``gt_masks``.
+        gt_masks: N x h x w boolean GT masks, most salient first.
+    Returns:
+        N values for :func:`assr_sor_from_ranks`: ``N - position`` of the object in the order
+        (mean descending, then object index), and 0 for an object whose mean saliency is 0 or
+        that has no pixel (nothing predicted there, as a rank-map object left unpainted).
+    """
+    n = len(gt_masks)
+    saliency = np.asarray(saliency)
+    area = np.array([np.count_nonzero(m) for m in gt_masks], dtype=np.float64)
+    # Gathering the pixels of each object is the fastest exact sum (objects are small).
+    sums = np.array([saliency[m].sum(dtype=np.float64) for m in gt_masks], dtype=np.float64)
+    means = np.divide(sums, area, out=np.zeros(n), where=area > 0)
+    order = sorted(range(n), key=lambda i: (-means[i], i))
+    ranks = np.zeros(n, dtype=np.float64)
+    ranks[order] = np.arange(n, 0, -1)
+    return np.where(means > 0, ranks, 0.0)
 
 
 def assr_sor(values: List[Optional[float]]) -> float:

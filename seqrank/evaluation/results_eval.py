@@ -21,7 +21,7 @@ from .protocols import (
     irsr_sa_sor_image,
 )
 
-__all__ = ["evaluate_results", "PROTOCOLS"]
+__all__ = ["evaluate_results", "summarize_protocols", "PROTOCOLS"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,17 @@ def _score_image(preds, gts, protocols, threshold):
     return scores
 
 
-def _summarise(per_image, protocols):
+def summarize_protocols(per_image, protocols, seqrank_metrics=None):
+    """Dataset metrics by protocol from per-image scores.
+
+    ``per_image``: one dict per image with ``"seqrank"`` (an :func:`image_metrics` dict, or None
+    for an image without GT), and for images with GT ``"irsr"`` (SA-SOR or None) and ``"assr"``
+    (``(rho or None, mae)``), for the protocols in ``protocols``. ``seqrank_metrics``: names (in
+    order) of the ``seqrank`` metrics to report; ``None``: all.
+    """
     out = {}
     if "seqrank" in protocols:
-        out["seqrank"] = aggregate([s["seqrank"] for s in per_image])
+        out["seqrank"] = aggregate([s["seqrank"] for s in per_image], metrics=seqrank_metrics)
     with_gt = [s for s in per_image if "irsr" in s or "assr" in s]
     if "irsr" in protocols:
         values = [s["irsr"] for s in with_gt]
@@ -74,10 +81,17 @@ def _summarise(per_image, protocols):
 
 
 def evaluate_results(
-    results, dataset_dicts, protocols=("seqrank",), threshold=0.5, limits=None, source="results"
+    results,
+    dataset_dicts,
+    protocols=("seqrank",),
+    threshold=0.5,
+    seqrank_metrics=None,
+    limits=None,
+    source="results",
 ):
     """Score ``results`` ({image_name: record}) on ``dataset_dicts``.
 
+    ``seqrank_metrics``: names (in order) of the ``seqrank`` metrics to report; ``None``: all.
     ``limits`` (:class:`MaskLimits`) bounds both the predicted and the GT masks of an image;
     ``source`` names the results file in messages.
 
@@ -106,4 +120,4 @@ def evaluate_results(
             record["annotations"], record["height"], record["width"], name
         )
         per_image.append(_score_image(preds, list(gts), protocols, threshold))
-    return _summarise(per_image, protocols), missing
+    return summarize_protocols(per_image, protocols, seqrank_metrics), missing

@@ -1,7 +1,14 @@
 """SeqRank losses (mask, box, objectness, sequential saliency) and the pairwise mask cost.
 
 Letters: B = batch, Q = queries, K = GT objects of one image, M = matched pairs, P = points.
+
+Every loss and cost here runs in float32 whatever the autocast context (:func:`in_float32`): sums
+over thousands of points overflow float16 (12544 logits of +12 sum to about 1.5e5 > 65504) and
+lose matcher decisions in bfloat16. The original computes them elementwise in float32 under
+autocast; outside autocast nothing changes.
 """
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -9,7 +16,44 @@ from torchvision.ops import generalized_box_iou_loss
 
 from .box_ops import xyhw_to_xyxy, xyxy_to_xyhw
 
+__all__ = [
+    "box_loss_per_pair",
+    "in_float32",
+    "mask_cost_matrix",
+    "mask_loss_per_pair",
+    "objectness_loss",
+    "saliency_step_loss",
+]
 
+
+def in_float32(fn):
+    """Decorator: run ``fn`` with autocast off and its half-precision tensor arguments in float32.
+
+    float16 / bfloat16 tensors among the positional and keyword arguments are cast to float32
+    (others are left alone); autocast is disabled for the device type of the first tensor
+    argument. Without autocast and with float32 inputs this is the identity, so fp32 results are
+    unchanged bit for bit.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        args = [_as_float32(a) for a in args]
+        kwargs = {k: _as_float32(v) for k, v in kwargs.items()}
+        tensors = [a for a in list(args) + list(kwargs.values()) if torch.is_tensor(a)]
+        device_type = tensors[0].device.type if tensors else "cpu"
+        with torch.autocast(device_type, enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _as_float32(value):
+    if torch.is_tensor(value) and value.dtype in (torch.float16, torch.bfloat16):
+        return value.float()
+    return value
+
+
+@in_float32
 def mask_loss_per_pair(pred_logits, targets, ce_weight, dice_weight):
     """BCE + dice for aligned pairs.
 
@@ -25,6 +69,7 @@ def mask_loss_per_pair(pred_logits, targets, ce_weight, dice_weight):
     return ce * ce_weight + dice * dice_weight
 
 
+@in_float32
 def mask_cost_matrix(pred_logits, targets, ce_weight, dice_weight):
     """The same loss for every (query, target) pair at once.
 
@@ -42,6 +87,7 @@ def mask_cost_matrix(pred_logits, targets, ce_weight, dice_weight):
     return ce * ce_weight + (1.0 - numer / denom) * dice_weight
 
 
+@in_float32
 def box_loss_per_pair(pred_xyhw, gt_xyxy, l1_weight, giou_weight):
     """L1 in (cx, cy, h, w) space plus GIoU loss (1 - GIoU) on xyxy, per pair.
 
@@ -56,6 +102,7 @@ def box_loss_per_pair(pred_xyhw, gt_xyxy, l1_weight, giou_weight):
     return l1 * l1_weight + giou * giou_weight
 
 
+@in_float32
 def objectness_loss(logits, positive, pos_weight, neg_weight):
     """Weighted BCE over all ``B x Q x 1`` objectness logits (mean)."""
     pos = positive.to(logits.dtype)
@@ -66,6 +113,7 @@ def objectness_loss(logits, positive, pos_weight, neg_weight):
     return (pos * loss_pos * pos_weight + (1.0 - pos) * loss_neg * neg_weight).mean()
 
 
+@in_float32
 def saliency_step_loss(logits, answer):
     """BCE of one ranking step: ``answer`` (``B x Q x 1`` {0,1}) marks the query to pick next.
 

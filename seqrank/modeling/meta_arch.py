@@ -16,6 +16,7 @@ from torch import nn
 from .box_ops import masks_to_unit_boxes, xyhw_to_xyxy
 from .losses import (
     box_loss_per_pair,
+    in_float32,
     mask_loss_per_pair,
     objectness_loss,
     saliency_step_loss,
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # The original hard-codes both stop thresholds; TEST.THRESHOLD is only used by the metrics.
 STOP_THRESHOLD = 0.001
+# Upsampled float32 mask values alive at once when the ranked masks are thresholded (128 MiB).
+MASK_CHUNK_VALUES = 1 << 25
 
 
 def _tokens(x):
@@ -37,12 +40,61 @@ def _tokens(x):
     return x.flatten(2).transpose(1, 2)
 
 
+def to_device(tensors, device):
+    """Host tensors -> the same tensors on ``device`` (views of one flat buffer on CUDA).
+
+    On CUDA they are packed into one pinned buffer and copied with one non-blocking transfer
+    (the caching host allocator keeps the buffer until the copy is done); elsewhere each is moved
+    as is.
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or not tensors or any(t.device.type != "cpu" for t in tensors):
+        return [t.to(device) for t in tensors]
+    dtype = tensors[0].dtype
+    flat = torch.empty(sum(t.numel() for t in tensors), dtype=dtype, pin_memory=True)
+    torch.cat([t.reshape(-1).to(dtype) for t in tensors], out=flat)
+    flat = flat.to(device, non_blocking=True)
+    sizes = [t.numel() for t in tensors]
+    return [part.view(t.shape) for part, t in zip(flat.split(sizes), tensors)]
+
+
+def threshold_masks(mask_logits, height, width):
+    """``K x h x w`` logits -> ``K x H x W`` bool host tensor: bilinear upsampling, sigmoid > 0.5.
+
+    The thresholding runs on the logits' device, in chunks of at most ``MASK_CHUNK_VALUES``
+    upsampled values, and only the booleans are copied to the host (a quarter of the float32
+    bytes). The values equal the original's ``(sigmoid(upsample(logits)) > 0.5).float()``.
+    """
+    k = mask_logits.shape[0]
+    masks = torch.empty((k, height, width), dtype=torch.bool)
+    step = max(1, MASK_CHUNK_VALUES // max(1, height * width))
+    for start in range(0, k, step):
+        chunk = F.interpolate(
+            mask_logits[start : start + step].float()[None], size=(height, width), mode="bilinear"
+        )[0].sigmoid_()
+        if chunk.device == masks.device:
+            torch.gt(chunk, 0.5, out=masks[start : start + step])
+        else:
+            masks[start : start + step] = chunk > 0.5
+    return masks
+
+
+@in_float32
+def _point_mask_loss(pred_masks, targets, rows, cols, size, ce_weight, dice_weight):
+    """Mean mask loss of M matched pairs on P points, sampled in float32 under any autocast.
+
+    ``pred_masks``: M x h x w logits; ``targets``: M x P GT values at (rows, cols) of the S grid.
+    """
+    logits = sample_logits(pred_masks, rows, cols, size)
+    return mask_loss_per_pair(logits, targets, ce_weight, dice_weight).mean()
+
+
 @META_ARCH_REGISTRY.register()
 class SeqRank(nn.Module):
     """Detects salient objects with the foveal head and ranks them one at a time.
 
     Training returns the loss dict of ARCHITECTURE.md §9.1; inference returns, per image, a dict
-    ``{image_name, masks: [H x W float32 {0,1}], bboxes: [[x1, y1, x2, y2]], scores, saliency,
+    ``{image_name, masks: [H x W bool], bboxes: [[x1, y1, x2, y2]], scores, saliency,
     num}`` in predicted rank order.
 
     ``fast_inference`` (default on; :meth:`set_fast_inference`) selects the optimised inference
@@ -149,7 +201,7 @@ class SeqRank(nn.Module):
 
     def encode(self, batched_inputs):
         """Shared trunk: normalised images -> neck features, PEs and the foveal head outputs."""
-        images = torch.stack([x["image"] for x in batched_inputs]).to(self.device)
+        images = torch.stack(to_device([x["image"] for x in batched_inputs], self.device))
         images = (images - self.pixel_mean) / self.pixel_std
         feats = self.neck(self.backbone(images))
         feats_pe = {k: self.pe_layer(v) for k, v in feats.items()}
@@ -168,7 +220,7 @@ class SeqRank(nn.Module):
 
     # ------------------------------------------------------------------ training
     def losses(self, batched_inputs, q, qpe, z, zpe, out, aux):
-        gt_masks = [x["masks"].to(self.device).float() for x in batched_inputs]
+        gt_masks = [m.float() for m in to_device([x["masks"] for x in batched_inputs], self.device)]
         size = tuple(out["masks"].shape[-2:]) if not gt_masks else tuple(gt_masks[0].shape[-2:])
         gt_boxes = [masks_to_unit_boxes(m) for m in gt_masks]
         bi, qi, ti = self._match(out, gt_masks)
@@ -177,7 +229,7 @@ class SeqRank(nn.Module):
         q_corr[bi, qi, 0] = (ti + 1).to(q_corr.dtype)
         w = self.loss_weights
         mask_loss, bbox_loss = self._pair_losses(out, gt_masks, gt_boxes, (bi, qi, ti), size)
-        aux_mask = aux_bbox = out["scores"].sum() * 0.0
+        aux_mask = aux_bbox = out["scores"].float().sum() * 0.0
         if self.aux_enabled and aux:
             for pred in aux:
                 m, b = self._pair_losses(pred, gt_masks, gt_boxes, (bi, qi, ti), size)
@@ -212,16 +264,17 @@ class SeqRank(nn.Module):
     def _pair_losses(self, pred, gt_masks, gt_boxes, indices, size):
         """Mean mask and box losses over matched pairs (zero, with a graph, when none)."""
         bi, qi, ti = indices
-        zero = pred["masks"].sum() * 0.0 + pred["bboxes"].sum() * 0.0
+        zero = pred["masks"].float().sum() * 0.0 + pred["bboxes"].float().sum() * 0.0
         if bi.numel() == 0:
             return zero, zero
         w = self.loss_weights
         rows, cols = draw_points(size[0], size[1], self.num_points, self.device)
-        logits = sample_logits(pred["masks"][bi, qi].float(), rows, cols, size)
         targets = torch.stack(
             [gt_masks[b][t][rows, cols] for b, t in zip(bi.tolist(), ti.tolist())]
         )
-        mask_loss = mask_loss_per_pair(logits, targets, w["mask_ce"], w["mask_dice"]).mean()
+        mask_loss = _point_mask_loss(
+            pred["masks"][bi, qi], targets, rows, cols, size, w["mask_ce"], w["mask_dice"]
+        )
         boxes = torch.stack([gt_boxes[b][t] for b, t in zip(bi.tolist(), ti.tolist())])
         pred_boxes = pred["bboxes"][bi, qi].float().sigmoid()
         bbox_loss = box_loss_per_pair(pred_boxes, boxes, w["bbox_l1"], w["bbox_giou"]).mean()
@@ -230,7 +283,7 @@ class SeqRank(nn.Module):
     def _sequence_loss(self, q, qpe, z, zpe, q_corr, n_max):
         """Teacher-forced ranking: at step i the first i GT objects are given, the (i+1)-th is asked
         for; the extra step i = n_max teaches the module to stop."""
-        loss = q.sum() * 0.0
+        loss = q.float().sum() * 0.0
         for i in range(n_max + 1):
             q_vis = q_corr * (q_corr <= i).to(q_corr.dtype)
             answer = q_corr == i + 1
@@ -287,12 +340,12 @@ class SeqRank(nn.Module):
 
     def _rank_active(self, batched_inputs, q, qpe, z, zpe, out):
         """Same decisions as :meth:`_rank_reference`, but a stopped image leaves the batch (its
-        rows of every per-image tensor are dropped) and each image's masks are upsampled in one
-        call at the end."""
+        rows of every per-image tensor are dropped), each step reads the device once (picks,
+        scores and stop flags in one copy) and each image's masks are upsampled at the end."""
         bsz, num_q = out["scores"].shape[:2]
         obj_probs = out["scores"].float().sigmoid()[..., 0]
         q_vis = torch.zeros_like(out["scores"], dtype=torch.float32)
-        images = torch.arange(bsz, device=self.device)
+        images = list(range(bsz))
         picks = [[] for _ in range(bsz)]
         cache = None
         if self.cache_tokens and hasattr(self.gaze_shift, "token_cache"):
@@ -303,17 +356,26 @@ class SeqRank(nn.Module):
             rows = torch.arange(len(images), device=self.device)
             q_vis[rows, pick, 0] = float(step + 1)
             sal = logits[rows, pick].sigmoid()
-            obj = obj_probs[images, pick]
+            obj = obj_probs[rows, pick]
             keep = (obj >= STOP_THRESHOLD) & (sal >= STOP_THRESHOLD)
-            kept = torch.nonzero(keep).flatten()
-            for b, p, o, s in zip(*(t[kept].tolist() for t in (images, pick, obj, sal))):
-                picks[b].append((p, o, s))
+            # The step's only host sync; float64 holds the indices and float32 scores exactly.
+            host = torch.stack([pick.double(), obj.double(), sal.double(), keep.double()]).cpu()
+            kept = []
+            for row, (p, o, s, k) in enumerate(zip(*host.tolist())):
+                if k:
+                    picks[images[row]].append((int(p), o, s))
+                    kept.append(row)
             if len(kept) < len(images):
-                if len(kept) == 0:
+                if not kept:
                     break
-                images = images[kept]
-                q, qpe, z, zpe, q_vis = (t[kept] for t in (q, qpe, z, zpe, q_vis))
-                cache = None if cache is None else [t[kept] for t in cache]
+                # The kept rows in order, found on the device (indexing with a host list syncs).
+                order = torch.sort(keep.to(torch.uint8), descending=True, stable=True).indices
+                order = order[: len(kept)]
+                images = [images[row] for row in kept]
+                q, qpe, z, zpe, q_vis, obj_probs = (
+                    t[order] for t in (q, qpe, z, zpe, q_vis, obj_probs)
+                )
+                cache = None if cache is None else [t[order] for t in cache]
         return [
             self._result(x, b, out["masks"][b], out["bboxes"][b], picks[b])
             for b, x in enumerate(batched_inputs)
@@ -327,11 +389,7 @@ class SeqRank(nn.Module):
             return result
         height, width = int(inputs["height"]), int(inputs["width"])
         query = torch.tensor([p[0] for p in picks], device=mask_logits.device)
-        masks = F.interpolate(
-            mask_logits[query].float()[None], size=(height, width), mode="bilinear"
-        )
-        # In place: the K x H x W maps are large, the values those of ``(sigmoid > 0.5).float()``.
-        masks = masks[0].sigmoid_().gt_(0.5).cpu().numpy()
+        masks = threshold_masks(mask_logits[query], height, width).numpy()
         boxes = xyhw_to_xyxy(box_logits[query].float().sigmoid())
         boxes = boxes * boxes.new_tensor([width, height, width, height])
         result.update(
@@ -357,8 +415,7 @@ class SeqRank(nn.Module):
     @staticmethod
     def _append(result, inputs, mask_logits, box_xyhw, obj, sal):
         height, width = int(inputs["height"]), int(inputs["width"])
-        mask = F.interpolate(mask_logits[None, None], size=(height, width), mode="bilinear")
-        result["masks"].append((mask[0, 0].sigmoid() > 0.5).float().cpu().numpy())
+        result["masks"].append(threshold_masks(mask_logits[None], height, width)[0].numpy())
         scale = box_xyhw.new_tensor([width, height, width, height])
         result["bboxes"].append((xyhw_to_xyxy(box_xyhw) * scale).tolist())
         result["scores"].append(float(obj))

@@ -14,7 +14,13 @@ import re
 import stat
 import tempfile
 
-__all__ = ["atomic_write", "atomic_write_bytes", "current_umask", "remove_stale_temp_files"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_files",
+    "current_umask",
+    "remove_stale_temp_files",
+]
 
 # mkstemp's random part: 8 characters of [a-z0-9_].
 _TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
@@ -28,20 +34,42 @@ def atomic_write(path, write):
     within one file system; it is synced before the rename and removed if anything fails.
     """
     path = os.fspath(path)
+    fd, tmp = _staged(path, write)
+    try:
+        # Renamed while still locked, so a cleaner never sees it unlocked before it is done.
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _staged(path, write):
+    """``(fd, name)`` of a synced temporary file beside ``path`` holding what ``write(f)`` wrote.
+
+    The descriptor stays open, and so the file locked, until the caller has renamed it and
+    closes ``fd``.
+    """
     fd, tmp = _locked_temp_file(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-            # mkstemp creates the file 0600; give it the mode a plain open() would have.
-            os.chmod(tmp, 0o666 & ~current_umask())
-            # Renamed while still locked, so a cleaner never sees it unlocked before it is done.
-            os.replace(tmp, path)
+        # mkstemp creates the file 0600; give it the mode a plain open() would have.
+        os.chmod(tmp, 0o666 & ~current_umask())
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        # Removed before the lock is dropped, so no cleaner races this removal.
+        _remove(tmp)
+        os.close(fd)
         raise
+    return fd, tmp
+
+
+def _remove(tmp):
+    if os.path.exists(tmp):
+        os.remove(tmp)
 
 
 def _locked_temp_file(path):
@@ -84,6 +112,26 @@ def _same_file(fd, name):
 def atomic_write_bytes(path, data):
     """Write the bytes ``data`` to ``path`` with :func:`atomic_write`."""
     atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_files(files):
+    """Write several files (``{path: bytes}``) as one step: every file is first written and
+    synced to a temporary beside it, and only when all of them are complete are they renamed
+    into place. A failure while writing leaves every destination untouched."""
+    staged = []
+    try:
+        for path, data in files.items():
+            fd, tmp = _staged(os.fspath(path), lambda f, d=data: f.write(d))
+            staged.append((fd, tmp, path))
+        for _, tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for _, tmp, _ in staged:
+            _remove(tmp)
+        raise
+    finally:
+        for fd, _, _ in staged:
+            os.close(fd)
 
 
 def current_umask():

@@ -54,3 +54,17 @@ def test_bench_upload_memory_runs():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "HTTP [200]" in done.stdout and "GB peak" in done.stdout
+
+
+def test_bench_compare_runs_three_methods_and_reports_the_total():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_compare", "--images", "6", "--height", "48",
+         "--width", "64", "--bootstrap", "20", "--workers", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "6 images x 3 methods" in done.stdout and "images/s" in done.stdout
+    assert re.fullmatch(r"total: \d+\.\d s", done.stdout.strip().splitlines()[-1])

@@ -3,6 +3,7 @@
 import json
 import logging
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -129,23 +130,33 @@ def _exif_rotated_jpeg(path, height=12, width=20):
     Image.fromarray(pixels).save(path, exif=exif, quality=100)
 
 
-def test_exif_rotated_jpeg_is_transposed(tmp_path):
+def test_exif_orientation_only_on_request(tmp_path):
     path = tmp_path / "rotated.jpg"
     _exif_rotated_jpeg(path)
-    rgb = read_rgb(path)
+    assert read_rgb(path).shape == (12, 20, 3)  # datasets: stored order, as the original
+    rgb = read_rgb(path, apply_exif=True)
     assert rgb.shape == (20, 12, 3) and rgb.dtype == np.uint8
     assert rgb[:5].mean() > 200 and rgb[-5:].mean() < 50  # the white left half is now on top
 
 
-def test_exif_ignored_when_record_matches_stored_size(tmp_path, caplog):
-    path = tmp_path / "rotated_gt.jpg"
-    _exif_rotated_jpeg(path)
-    with caplog.at_level(logging.WARNING, logger="seqrank.data.image_io"):
-        rgb = read_rgb(path, expected_hw=(12, 20))
-        read_rgb(path, expected_hw=(12, 20))
-    assert rgb.shape == (12, 20, 3)
-    assert caplog.text.count("ignoring the EXIF orientation") == 1
-    assert read_rgb(path, expected_hw=(20, 12)).shape == (20, 12, 3)
+def test_record_size_is_the_stored_or_the_rotated_size_of_the_image(tmp_path, caplog):
+    """Checked on the header before decoding; the image is read in stored order either way."""
+    path = tmp_path / "rotated.jpg"
+    _exif_rotated_jpeg(path)  # stored 12 x 20, shown 20 x 12
+    salient = [{"category_id": 1, "segmentation": [[0, 0, 5, 0, 5, 5]]}]
+    mapper = _mapper(is_train=False)
+    with caplog.at_level(logging.WARNING, logger="seqrank.data.mapper"):
+        stored = mapper(_record(path, 12, 20, salient))
+    assert stored["masks"].shape == (1, 12, 20) and "record says" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="seqrank.data.mapper"):
+        rotated = mapper(_record(path, 20, 12, salient))
+    assert rotated["masks"].shape == (1, 20, 12)
+    assert "image is 12x20 (HxW) but the record says 20x12 (its EXIF-rotated size)" in caplog.text
+    np.testing.assert_array_equal(rotated["image"], stored["image"])
+    with pytest.raises(
+        ValueError, match=r"says 30 x 40 \(height x width\) but the image is 12 x 20"
+    ):
+        mapper(_record(path, 30, 40, salient))
 
 
 # ----------------------------------------------------------------------------- annotations
@@ -160,23 +171,46 @@ def test_float_polygons_are_rounded():
     assert from_floats.dtype == np.float32 and from_floats.sum() > 0
 
 
-def test_short_polygon_is_skipped_with_warning(caplog):
-    annotations = [{"category_id": 2, "segmentation": [[0, 0, 5, 5], [0, 0, 6, 0, 6, 6, 0, 6]]}]
-    with caplog.at_level(logging.WARNING, logger="seqrank.data.mapper"):
-        ranks, masks = rasterize_annotations(annotations, 8, 8, image_name="img_short")
-    assert ranks == [2] and masks.shape == (1, 8, 8) and masks.sum() == 49
-    assert "img_short" in caplog.text and "4 coordinates" in caplog.text
+def _original_fill(segmentation, height, width):
+    """The original mappers' rasterisation: one cv2.fillPoly of int32 (-1, 2) point arrays."""
+    mask = np.zeros((height, width), dtype=float)
+    points = [np.array(xy, dtype=np.int32).reshape(-1, 2) for xy in segmentation]
+    cv2.fillPoly(mask, points, 1.0)
+    return mask
 
 
-def test_annotation_without_valid_polygon_is_skipped(caplog):
+@pytest.mark.parametrize(
+    "segmentation",
+    [
+        [[1, 1, 6, 5]],  # a 2-point polygon: a line
+        [[3, 4]],  # a single point
+        [[0, 0, 7, 0], [2, 2]],  # line + dot in one fill
+        [[0, 0, 5, 5], [0, 0, 6, 0, 6, 6, 0, 6]],  # even-odd fill with a short polygon
+        [],  # no polygon at all: an empty mask
+    ],
+)
+def test_short_polygons_are_drawn_like_the_original_and_the_object_kept(segmentation):
     annotations = [
-        {"category_id": 3, "segmentation": [[0, 0, 5, 5], [0, 0, 5, "x", 5, 5], [[1, 2], [3]]]},
+        {"category_id": 1, "segmentation": [[0, 0, 3, 0, 3, 3]]},
+        {"category_id": 2, "segmentation": segmentation},
+    ]
+    ranks, masks = rasterize_annotations(annotations, 8, 8, image_name="img_short")
+    assert ranks == [2, 1] and masks.shape == (2, 8, 8)
+    np.testing.assert_array_equal(masks[0], _original_fill(segmentation, 8, 8))
+    assert masks[0].sum() == _original_fill(segmentation, 8, 8).sum()
+
+
+def test_undrawable_polygons_are_skipped_and_the_object_kept(caplog):
+    annotations = [
+        {"category_id": 3, "segmentation": [[0, 0, 5], [0, 0, 5, "x", 5, 5], [[1, 2], [3]], []]},
         {"category_id": 1, "segmentation": [[0, 0, 3, 0, 3, 3]]},
     ]
     with caplog.at_level(logging.WARNING, logger="seqrank.data.mapper"):
         ranks, masks = rasterize_annotations(annotations, 8, 8, image_name="img_empty")
-    assert ranks == [1] and masks.shape == (1, 8, 8)
-    assert "category_id 3" in caplog.text
+    assert ranks == [3, 1] and masks.shape == (2, 8, 8)
+    assert masks[0].sum() == 0 and masks[1].sum() > 0
+    assert "category_id 3" in caplog.text and "kept with an empty mask" in caplog.text
+    assert "3 coordinates" in caplog.text and "0 coordinates" in caplog.text
 
 
 @pytest.mark.parametrize("is_train,mask_shape", [(True, (0, 16, 16)), (False, (0, 12, 20))])

@@ -5,7 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from seqrank.evaluation.metrics import METRIC_NAMES, aggregate, image_metrics
+from seqrank.evaluation.metrics import (
+    METRIC_NAMES,
+    aggregate,
+    binary_flat,
+    image_metrics,
+    pairwise_iou,
+    stack_maps,
+    summarize_maps,
+    union_metrics,
+)
 from seqrank.evaluation.reference import reference_image_metrics
 
 NAN = float("nan")
@@ -120,6 +129,47 @@ def test_binarisation_is_strict():
     result = image_metrics([half], [A])
     assert result["iou"] == 0.0 and result["top1"] == 0.0
     assert result["mae"] == pytest.approx(0.125)
+
+
+def test_no_warning_when_every_image_has_gt(caplog):
+    aggregate([image_metrics(p, g) for p, g, _ in CASES.values()])
+    assert "Skipped" not in caplog.text
+
+
+def test_stack_maps_and_binary_flat():
+    maps = stack_maps([np.array([[0, 1]], dtype=bool), np.array([[0.5, 0.75]])])
+    assert maps.dtype == np.float64 and maps.tolist() == [[[0.0, 1.0]], [[0.5, 0.75]]]
+    assert stack_maps([np.ones((1, 2), dtype=bool)]).dtype == np.float64
+    assert stack_maps([], shape=(2, 3)).shape == (0, 2, 3)
+    with pytest.raises(ValueError, match="^cannot infer the map size of an empty sequence$"):
+        stack_maps([])
+    assert binary_flat(maps).tolist() == [[False, True], [False, True]]  # 0.5 is background
+
+
+def test_union_metrics_of_raw_and_summarised_maps():
+    precision, recall = 10 / (10 + 1e-6), 10 / (15 + 1e-6)
+    expected = {
+        "mae": 0.25,
+        "acc": 0.75,
+        "fbeta": 1.3 * precision * recall / (0.3 * precision + recall + 1e-6),
+        "iou": 10 / (15 + 1e-6),
+    }
+    got = union_metrics(np.stack([A, B]), np.stack([A, B, C]))
+    assert got == pytest.approx(expected, rel=1e-12, abs=0)
+    assert union_metrics(summarize_maps([A, B]), summarize_maps([A, B, C])) == got
+    # Non-binary maps: the MAE takes the raw union (0.7 on A, 0.2 elsewhere), the rest > 0.5.
+    soft = union_metrics(np.stack([A * 0.7 + 0.2 * (1 - A)]), np.stack([A, B]))
+    assert soft["mae"] == pytest.approx((5 * 0.3 + 5 * 0.8 + 10 * 0.2) / 20, rel=1e-12)
+    assert soft["iou"] == pytest.approx(5 / (10 + 1e-6), rel=1e-12)
+
+
+def test_pairwise_iou_epsilon():
+    gt = binary_flat(np.stack([A, B]))
+    iou = pairwise_iou(gt, binary_flat(np.stack([A, strip(range(5, 10)) * 0])))
+    assert iou.tolist() == [[5 / (5 + 1e-6), 0.0], [0.0, 0.0]]
+    assert pairwise_iou(gt, gt, eps=0.0).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    empty = np.zeros((1, 20), dtype=bool)
+    assert pairwise_iou(empty, empty, eps=0.0).tolist() == [[0.0]]  # empty union: 0, not NaN
 
 
 # --------------------------------------------------------------------------- loop reference

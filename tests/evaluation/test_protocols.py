@@ -1,6 +1,8 @@
 """The ``irsr`` and ``assr`` protocols (METRICS.md §4) on the cases of §5 and on their own rules."""
 
+import logging
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -171,3 +173,81 @@ def test_evaluate_protocols_uses_given_rank_values():
     )
     samples = [([A, B, C], [A, B, C], [1, 2, 3])]
     assert evaluate_protocols(samples, protocols=("assr",))["assr"]["sor"] == pytest.approx(0.0)
+
+
+# --------------------------------------------------------------------------- rules in detail
+
+
+def test_irsr_ties_take_the_minimum_rank():
+    # Four objects: min ranks [4, 2, 2, 1] are not an affine image of the average ranks
+    # [4, 2.5, 2.5, 1], so the tie rule shows in the Pearson value (0.92338 vs 0.94868).
+    four = [A, B, C, X]
+    min_rank = 4.5 / np.sqrt(5 * 4.75)
+    scores = [0.9, 0.5, 0.5, 0.1]
+    assert irsr_sa_sor_image(four, four, pred_rank_scores=scores) == pytest.approx(min_rank)
+    assert irsr_sa_sor_image(four, four, gt_rank_values=[5, 3, 3, 1]) == pytest.approx(min_rank)
+    samples = [(four, four, [5, 3, 3, 1])]
+    assert evaluate_protocols(samples, protocols=("irsr",))["irsr"]["sa_sor"] == (
+        pytest.approx(min_rank)
+    )
+
+
+def test_maps_are_binarised_strictly_above_one_half():
+    half = np.full((1, 20), 0.5)
+    assert not resize_binary([half]).any()
+    assert irsr_sa_sor_image([half, B], [A, B]) == irsr_sa_sor_image([B], [A, B])
+
+
+def test_assr_coverage_must_exceed_half_of_the_object():
+    grey = np.array([[255, 255, 0, 0, 229, 229, 229, 0]], dtype=np.uint8)
+    gt = np.zeros((2, 1, 8), dtype=bool)
+    gt[0, 0, :4] = True  # 2 of 4 pixels covered: not more than int(0.5 * 4)
+    gt[1, 0, 3:7] = True  # 3 of 4
+    assert assr_predicted_ranks(grey, gt).tolist() == [0, 229]
+
+
+def test_assr_rank_map_is_uint8():
+    assert assr_rank_map(np.stack([A, B]).astype(bool)).dtype == np.uint8
+
+
+def test_assr_uses_the_given_map_size():
+    # Nearest-neighbour 20 -> 7 columns keeps source columns 0, 2, 5, 8, 11, 14, 17: C (10-14)
+    # covers 2 of 7 columns instead of a quarter of them.
+    assert resize_binary([C], size=(7, 1))[0].tolist() == [[0, 0, 0, 0, 1, 1, 0]]
+    assert assr_mae_image([A, B], [A, B, C], size=(7, 1)) == pytest.approx(2 / 7 * 204 / 255)
+    assert assr_sor_image([C, B, A], [A, B, C], size=(7, 1)) == pytest.approx(-1.0)
+
+
+def test_evaluate_protocols_count0_and_keys():
+    samples = [([A], [A]), ([A, B], [A, B])]
+    default = evaluate_protocols(samples)
+    assert math.isnan(default["seqrank"]["top5"]) and default["seqrank"]["top5_count"] == 0.0
+    faithful = evaluate_protocols(samples, faithful_count0=True)
+    assert faithful["seqrank"]["top5"] == 1.0
+    assert set(default["irsr"]) == {"sa_sor", "sa_sor_count"}
+    assert set(default["assr"]) == {"sor", "sor_count", "mae", "mae_count"}
+    with pytest.raises(ValueError, match=r"unknown protocol\(s\) \['sor'\]; choose from"):
+        evaluate_protocols(samples, protocols=("sor",))
+
+
+@pytest.mark.parametrize(
+    "protocols, samples, warnings",
+    [
+        (("irsr",), [([A], [A, B]), ([A], [])], 1),
+        (("irsr", "assr"), [([A], [A, B])], 0),
+        (("seqrank", "irsr"), [([A], [A, B]), ([A], [])], 1),  # logged once, by aggregate()
+        (("seqrank",), [([A], [A, B])], 0),
+    ],
+)
+def test_images_without_gt_are_logged_once(caplog, protocols, samples, warnings):
+    with caplog.at_level(logging.WARNING):
+        evaluate_protocols(samples, protocols=protocols)
+    logged = [r for r in caplog.records if "without salient ground truth" in r.message]
+    assert len(logged) == warnings
+    assert all("Skipped 1 image(s)" in r.message for r in logged)
+
+
+def test_empty_inputs_give_nan_without_numpy_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(assr_sor([None])) and math.isnan(irsr_sa_sor([]))

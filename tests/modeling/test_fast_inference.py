@@ -53,7 +53,7 @@ def test_active_ranking_is_identical_to_the_reference_loop(parity_setup, indices
         assert ref["scores"] == got["scores"] and ref["saliency"] == got["saliency"]
         assert ref["bboxes"] == got["bboxes"]
         for a, b in zip(ref["masks"], got["masks"]):
-            assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+            assert a.dtype == b.dtype == np.bool_ and a.shape == b.shape
             np.testing.assert_array_equal(a, b)
 
 
@@ -66,9 +66,10 @@ def test_full_fast_path_is_within_parity_tolerances(parity_setup):
         for a, b in zip(ref["masks"], got["masks"]):
             inter, union = np.sum((a > 0.5) & (b > 0.5)), np.sum((a > 0.5) | (b > 0.5))
             assert union == 0 or inter / union >= 0.99
-        np.testing.assert_allclose(ref["scores"], got["scores"], atol=1e-3)
-        np.testing.assert_allclose(ref["saliency"], got["saliency"], atol=1e-3)
-        np.testing.assert_allclose(ref["bboxes"], got["bboxes"], atol=0.5)
+        # Relative: the objectness values are about 0.001-0.01 (measured differences < 4e-6).
+        np.testing.assert_allclose(ref["scores"], got["scores"], rtol=1e-4, atol=0)
+        np.testing.assert_allclose(ref["saliency"], got["saliency"], rtol=1e-4, atol=0)
+        np.testing.assert_allclose(ref["bboxes"], got["bboxes"], rtol=0, atol=0.01)
 
 
 def test_switches_follow_mode_and_default(parity_setup):

@@ -17,6 +17,7 @@ from PIL import Image
 
 import online.app as app_module
 from online.app import create_app, decode_upload
+from seqrank.utils.visualize import ranked_objects
 
 EXAMPLE = "demo/examples/chelsea.jpg"
 
@@ -33,33 +34,28 @@ def tiny_predictor(parity_dir):
 
 
 @pytest.fixture(scope="module")
-def client(tiny_predictor):
-    return create_app(tiny_predictor).test_client()
+def tiny_app(tiny_predictor):
+    return create_app(tiny_predictor)
+
+
+@pytest.fixture(scope="module")
+def client(tiny_app):
+    return tiny_app.test_client()
 
 
 class FakePredictor:
-    """Two fixed objects; records how many calls overlap in time."""
+    """Two fixed objects; records the image sizes it was called with."""
 
-    def __init__(self, delay=0.0):
-        self.delay = delay
-        self.active = 0
-        self.max_active = 0
+    def __init__(self):
         self.shapes = []
-        self._count_lock = threading.Lock()
 
     def __call__(self, image_rgb, image_name=0):
-        with self._count_lock:
-            self.active += 1
-            self.max_active = max(self.max_active, self.active)
-        time.sleep(self.delay)
         height, width = image_rgb.shape[:2]
         self.shapes.append((height, width))
         first = np.zeros((height, width), np.float32)
         first[: height // 2] = 1
         second = np.zeros((height, width), np.float32)
         second[height // 2 :, : width // 2] = 1
-        with self._count_lock:
-            self.active -= 1
         return {
             "image_name": image_name,
             "masks": [first, second],
@@ -202,15 +198,38 @@ def test_predictor_failure_is_500_json():
     assert "internal error" in response.get_json()["error"]
 
 
-def test_large_images_are_downscaled():
+def test_model_ranks_full_resolution_and_only_the_display_is_downscaled():
     predictor = FakePredictor()
     client = create_app(predictor, max_side=100).test_client()
     response = _post(client, data=_png_bytes(np.zeros((150, 400, 3), np.uint8)))
     assert response.status_code == 200
-    assert predictor.shapes == [(38, 100)]
-    image = response.get_json()["image"]
-    assert (image["height"], image["width"]) == (38, 100)
+    assert predictor.shapes == [(150, 400)]
+    payload = response.get_json()
+    image = payload["image"]
+    assert (image["height"], image["width"]) == (150, 400)
     assert (image["original_height"], image["original_width"]) == (150, 400)
+    assert (image["display_height"], image["display_width"]) == (38, 100)
+    first = payload["objects"][0]
+    assert first["mask"]["size"] == [150, 400] and first["bbox"] == [0.0, 0.0, 400.0, 75.0]
+    colormap = np.array(Image.open(io.BytesIO(base64.b64decode(payload["colormap_png_base64"]))))
+    overlay = Image.open(io.BytesIO(base64.b64decode(payload["overlay_png_base64"])))
+    assert colormap.shape == (38, 100, 3) and overlay.size == (100, 38)
+    # Rank 1 (top half) in RGB (234, 87, 61), rank 2 (bottom-left quarter) in (251, 192, 99).
+    assert tuple(colormap[5, 50]) == (234, 87, 61) and tuple(colormap[30, 20]) == (251, 192, 99)
+    assert tuple(colormap[30, 80]) == (0, 0, 0)
+
+
+def test_upload_ranked_like_the_full_image(tiny_predictor):
+    """Same objects as the predictor on the full-resolution image (the original web demo)."""
+    rng = np.random.default_rng(3)
+    pixels = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
+    data = _png_bytes(pixels)
+    response = _post(create_app(tiny_predictor, max_side=64).test_client(), data=data)
+    assert response.status_code == 200
+    expected = ranked_objects(tiny_predictor(decode_upload(data), "upload"))
+    got = response.get_json()["objects"]
+    assert [o["mask"] for o in got] == [o["mask"] for o in expected] and len(got) > 0
+    np.testing.assert_allclose([o["bbox"] for o in got], [o["bbox"] for o in expected])
 
 
 def test_uploads_stay_in_memory(monkeypatch):
@@ -234,36 +253,85 @@ def test_decode_upload_applies_exif_orientation():
     assert decode_upload(buffer.getvalue()).shape == (40, 20, 3)
 
 
-def test_concurrent_requests_with_tiny_model(client):
+def test_concurrent_requests_with_tiny_model(tiny_app):
+    # Each thread has its own test client (a client is not meant to be shared by threads); every
+    # answer equals the one of a request made alone.
     small = _png_bytes((np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8))
-    statuses = []
+    alone = _post(tiny_app.test_client(), data=small, name="small.png")
+    assert alone.status_code == 200
+    answers = [None] * 3
 
-    def worker():
-        statuses.append(_post(client, data=small, name="small.png").status_code)
+    def worker(index):
+        answers[index] = _post(tiny_app.test_client(), data=small, name="small.png")
 
-    threads = [threading.Thread(target=worker) for _ in range(3)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert statuses == [200, 200, 200]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all(a.get_json() == alone.get_json() for a in answers)
 
 
-def test_inference_is_serialised():
-    predictor = FakePredictor(delay=0.05)
+class BlockingPredictor(FakePredictor):
+    """Holds each call until the test releases it; records how many calls overlapped."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+        self.active = self.max_active = 0
+        self._count_lock = threading.Lock()
+
+    def __call__(self, image_rgb, image_name=0):
+        with self._count_lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        self.entered.release()
+        assert self.release.wait(timeout=60)
+        with self._count_lock:
+            self.active -= 1
+        return super().__call__(image_rgb, image_name)
+
+
+def test_inference_is_serialised(monkeypatch):
+    # The first request is held inside the model. The second one has decoded its upload (the
+    # last step before the model lock) and must then wait: with a lock missing, it would enter
+    # the model while the first one is still held there, however the threads are scheduled.
+    import online.app
+
+    predictor = BlockingPredictor()
     app = create_app(predictor)
     data = _png_bytes(np.zeros((16, 16, 3), np.uint8))
+    decoded = threading.Semaphore(0)
+
+    def decode_and_signal(*args, **kwargs):
+        image = decode_upload(*args, **kwargs)
+        decoded.release()
+        return image
+
+    monkeypatch.setattr(online.app, "decode_upload", decode_and_signal)
     statuses = []
 
     def worker():
         statuses.append(_post(app.test_client(), data=data, name="x.png").status_code)
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert statuses == [200] * 6
+    first, second = threading.Thread(target=worker), threading.Thread(target=worker)
+    try:
+        first.start()
+        assert predictor.entered.acquire(timeout=60)
+        second.start()
+        assert decoded.acquire(timeout=60) and decoded.acquire(timeout=60)
+        # Without the lock the second call is in the model within microseconds; 3 s is ample.
+        # (A correct program passes whatever the timing.)
+        assert not predictor.entered.acquire(timeout=3)
+        assert predictor.max_active == 1
+    finally:
+        predictor.release.set()
+        first.join(timeout=60)
+        second.join(timeout=60)
+    assert statuses == [200, 200]
+    assert predictor.entered.acquire(timeout=0)  # the second call ran once the first was done
     assert predictor.max_active == 1
 
 
@@ -351,6 +419,27 @@ def test_upload_waiting_too_long_for_a_decode_is_503(monkeypatch):
     release.set()
     first.join(timeout=30)
     assert response.status_code == 503 and "busy" in response.get_json()["error"]
+
+
+def test_an_upload_holds_its_slot_until_ranked(monkeypatch):
+    """The model ranks full-resolution images: an upload waiting for or inside the model still
+    counts against --max-concurrent-decodes, so full-size images never pile up."""
+    monkeypatch.setattr(app_module, "DECODE_WAIT_S", 0.01)
+    predictor = BlockingPredictor()
+    app = create_app(predictor, max_decodes=1)
+    data = _png_bytes(np.zeros((16, 16, 3), np.uint8))
+    statuses = []
+    first = threading.Thread(target=lambda: statuses.append(_post(app.test_client(), data=data)))
+    first.start()
+    try:
+        assert predictor.entered.acquire(timeout=60)
+        response = _post(app.test_client(), data=data)
+    finally:
+        predictor.release.set()
+        first.join(timeout=60)
+    assert response.status_code == 503 and "busy" in response.get_json()["error"]
+    assert [r.status_code for r in statuses] == [200]
+    assert _post(app.test_client(), data=data).status_code == 200  # the slot was given back
 
 
 @pytest.mark.parametrize(

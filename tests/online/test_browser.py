@@ -4,8 +4,8 @@ Writes a screenshot to artifacts/web_demo.png (and docs/web_demo.png with SEQRAN
 """
 
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -45,42 +45,44 @@ pytestmark = pytest.mark.skipif(
 )
 from playwright import sync_api  # noqa: E402
 
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# The server logs this once its socket is bound; with --port 0 the OS chose the port.
+SERVING = re.compile(r"open (http://127\.0\.0\.1:\d+) in a browser")
 
 
-def _wait_until_serving(url, proc, log_path, timeout=90):
+def _wait_until_serving(proc, log_path, timeout=300):
+    """The URL the server logged, once it answers there."""
     deadline = time.monotonic() + timeout
+    url = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"the server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.3)
+        if url is None:
+            match = SERVING.search(log_path.read_text())
+            url = match.group(1) + "/" if match else None
+        if url is not None:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return url
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+        time.sleep(0.3)
     pytest.fail(f"the server did not answer within {timeout}s:\n{log_path.read_text()[-3000:]}")
 
 
 @pytest.fixture
 def server(repo_root, parity_dir, tmp_path):
-    """``sh launch.sh`` with the parity config (SEQRANK_CONFIG) on a free port; always stopped."""
-    port = _free_port()
+    """``sh launch.sh`` with the parity config (SEQRANK_CONFIG) on a port the OS picks when the
+    server binds (``--port 0``, so no other process can take it in between); always stopped."""
     env = dict(os.environ, SEQRANK_CONFIG=str(parity_dir / "config.yaml"), PYTHON=sys.executable)
-    command = ["sh", "launch.sh", str(parity_dir / "checkpoint.pth"), "--port", str(port)]
+    command = ["sh", "launch.sh", str(parity_dir / "checkpoint.pth"), "--port", "0"]
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             command, cwd=repo_root, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_until_serving(url, proc, log_path)
-        yield url
+        yield _wait_until_serving(proc, log_path)
     finally:
         proc.terminate()
         try:

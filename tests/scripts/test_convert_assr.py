@@ -4,11 +4,11 @@ import json
 import logging
 import os
 
-import cv2
 import numpy as np
 import pytest
 
 from scripts.convert_assr import convert_assr, main, parse_args
+from seqrank.data.mapper import rasterize_annotations
 from seqrank.utils.sor_convert import ConversionError, ConvertOptions
 from tests.helpers import load_converted, run_converter_cli, write_jpeg
 
@@ -77,15 +77,22 @@ def test_conversion(release, tmp_path, caplog):
     assert any("1 images with rank ties" in r.message for r in caplog.records)
 
 
-def test_polygons_rasterise_with_fillpoly(release, tmp_path):
+def test_converted_polygons_rasterise_to_the_original_objects(release, tmp_path):
+    # The converted annotations, rasterised as training and evaluation do, give back the
+    # release's objects: the squares exactly, the float triangle within its rounded corners.
     out = tmp_path / "datasets"
     convert_assr(str(release), str(out), ["test"])
     record = load_converted(out, "assr")["img_a"]
-    for annotation in record["annotations"]:
-        canvas = np.zeros((record["height"], record["width"]), dtype=np.float64)
-        points = [np.array(p, dtype=np.int32).reshape(-1, 2) for p in annotation["segmentation"]]
-        cv2.fillPoly(canvas, points, 1.0)
-        assert canvas.sum() > 0
+    ranks, masks = rasterize_annotations(record["annotations"], record["height"], record["width"])
+    assert ranks == [4, 3, 2, 1]  # objects 2, 4, 6, 0 of the release
+    for mask, k in ((masks[0], 2), (masks[2], 6), (masks[3], 0)):
+        expected = np.zeros((30, 40), np.float32)
+        x = 2 + 3 * k
+        expected[1:5, x : x + 3] = 1  # the square's corner pixels are included
+        np.testing.assert_array_equal(mask, expected)
+    rows, cols = np.nonzero(masks[1])
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 8, 1, 10)
+    assert masks[1][3, 1:11].all() and masks[1][8, 9] == 1
 
 
 def test_link_keep_unranked_and_dry_run(release, tmp_path):

@@ -58,3 +58,18 @@ def test_image_names_cannot_escape_the_output_dir(tmp_path):
     with pytest.raises(ResultsFileError):
         colormap_path(str(tmp_path), "../outside")
     assert colormap_path(str(tmp_path), 0).endswith("0_colormap.png")
+
+
+def test_original_long_options(parity_dir, tmp_path, capsys):
+    """The original's spelling: ``--pth-file`` (our ``--path``) and ``--output``."""
+    results_path = parity_dir / "results_handmade.pth"
+    assert parse_args(["--pth-file", "r.pth", "-o", "x"]).path == "r.pth"
+    main(["--pth-file", str(results_path), "--output", str(tmp_path / "a")])
+    main(["--path", str(results_path), "-o", str(tmp_path / "b")])
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and names
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    assert "--pth-file" in capsys.readouterr().out

@@ -9,7 +9,12 @@ import time
 import pytest
 
 from seqrank.cli import exit_on_sigterm
-from seqrank.utils.atomic_io import atomic_write, current_umask, remove_stale_temp_files
+from seqrank.utils.atomic_io import (
+    atomic_write,
+    atomic_write_files,
+    current_umask,
+    remove_stale_temp_files,
+)
 
 
 def test_written_file_gets_the_mode_of_a_plain_open(tmp_path):
@@ -70,3 +75,31 @@ def test_sigterm_during_a_write_leaves_no_temporary(tmp_path):
         signal.signal(signal.SIGTERM, previous)
     assert info.value.code == 143
     assert os.listdir(tmp_path) == []
+
+
+def test_several_files_are_written_all_or_none(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"old a")
+    atomic_write_files({tmp_path / "a.txt": b"new a", tmp_path / "b.txt": b"new b"})
+    assert (tmp_path / "a.txt").read_bytes() == b"new a"
+    assert (tmp_path / "b.txt").read_bytes() == b"new b"
+
+    # The second file cannot be written: the first one is not replaced either.
+    with pytest.raises(TypeError):
+        atomic_write_files({tmp_path / "a.txt": b"newer a", tmp_path / "c.txt": object()})
+    assert (tmp_path / "a.txt").read_bytes() == b"new a"
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt"]
+
+
+def test_several_files_stay_locked_until_renamed(tmp_path, monkeypatch):
+    """A start-up clean-up in another process never removes a staged file of a multi-file write."""
+    seen = []
+    real_replace = os.replace
+
+    def replace_while_cleaning(src, dst):
+        seen.append(remove_stale_temp_files(tmp_path))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_while_cleaning)
+    atomic_write_files({tmp_path / "a.txt": b"a", tmp_path / "b.txt": b"b"})
+    assert [(removed, len(in_use)) for removed, in_use in seen] == [([], 2), ([], 1)]
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt"]
