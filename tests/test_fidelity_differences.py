@@ -82,8 +82,13 @@ def test_other_clip_types_fail_only_when_clipping():
     """#21: the original crashed for any CLIP_TYPE other than full_model, even with clipping off."""
     with pytest.raises(ValueError, match="CLIP_TYPE 'value' is not supported"):
         _tiny_optimizer(ENABLED=True, CLIP_TYPE="value")
-    opt, _, _ = _tiny_optimizer(ENABLED=False, CLIP_TYPE="value")
-    assert type(opt) is torch.optim.AdamW
+    opt, model, _ = _tiny_optimizer(ENABLED=False, CLIP_TYPE="value")
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.clip is None
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 3.0)
+    opt.step()
+    assert min(p.grad.abs().min() for p in model.parameters()) == 3.0
 
 
 def test_test_time_augmentation_is_ignored_with_a_note():
