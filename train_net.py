@@ -12,10 +12,13 @@ Train on N GPUs (or N CPU processes on a machine without GPUs):
 Across machines (README "Across machines"): --num-machines M --machine-rank R --dist-url
 tcp://HOST:PORT on every machine, or torchrun (--nproc-per-node N [--nnodes M ...]) starting
 this script. The total batch is SOLVER.IMS_PER_GPU x all processes.
+
+An input error (a file, a config value), a diverging loss or a lost peer ends the run with one
+line and exit code 1; --debug (or SEQRANK_DEBUG=1) shows its traceback.
 """
 
 import logging
-import sys
+import os
 import warnings
 
 # detectron2 (pinned commit) calls torch.jit.script at import; not ours to fix, and not news.
@@ -26,22 +29,24 @@ from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 import seqrank  # noqa: E402,F401  (registers the model components)
-from seqrank.checkpoint import CheckpointMismatchError, UntrustedCheckpointError  # noqa: E402
+from seqrank.cli import (  # noqa: E402
+    DEBUG_ENV,
+    ConfigError,
+    add_debug_argument,
+    debug_requested,
+    exit_on_sigterm,
+    user_errors,
+)
 from seqrank.engine import Trainer, setup  # noqa: E402
 from seqrank.engine.launch import PeerLost, add_launch_arguments, launch_job  # noqa: E402
 
 logger = logging.getLogger("seqrank")
 
-# Errors caused by the user's inputs (paths, configs, checkpoints, diverging runs): one line, no
-# traceback.
-USER_ERRORS = (
-    FileNotFoundError,
-    ValueError,
-    CheckpointMismatchError,
-    UntrustedCheckpointError,
-    FloatingPointError,
-    PeerLost,
-)
+PROG = "train_net.py"
+# Library errors that are not the program's fault: detectron2 raises FloatingPointError when the
+# loss diverges (a too high learning rate, bad data); PeerLost when another process of the job
+# died or hung.
+TRANSLATED_ERRORS = (FloatingPointError, PeerLost)
 
 
 def build_parser():
@@ -51,31 +56,39 @@ def build_parser():
         action="store_true",
         help="allow checkpoints holding arbitrary pickled Python objects (only files you trust)",
     )
-    return add_launch_arguments(parser)
+    return add_debug_argument(add_launch_arguments(parser))
 
 
 def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.load_for_eval(cfg, resume=args.resume)
-        results = Trainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, results)
-        return results
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    """One process of the job (spawned, started by torchrun, or the only one)."""
+    exit_on_sigterm()
+    with user_errors(PROG, debug_requested(args), also=TRANSLATED_ERRORS):
+        cfg = setup(args)
+        if args.eval_only:
+            if not cfg.DATASETS.TEST:
+                raise ConfigError("DATASETS.TEST is empty: nothing to evaluate")
+            if not cfg.MODEL.WEIGHTS and not args.resume:
+                raise ConfigError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
+            model = Trainer.load_for_eval(cfg, resume=args.resume)
+            results = Trainer.test(cfg, model)
+            if comm.is_main_process():
+                verify_results(cfg, results)
+            return results
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        return trainer.train()
 
 
 def cli(argv=None):
     args = build_parser().parse_args(argv)
-    try:
+    if args.debug:
+        # Seen by the spawned training processes and the trainer's log filter too.
+        os.environ[DEBUG_ENV] = "1"
+    exit_on_sigterm(forward_to_children=args.num_gpus * args.num_machines > 1)
+    # Errors of the launch itself (torchrun environment, batch split, lost peers); those of a
+    # spawned process were printed as one line by this process (see launch_job).
+    with user_errors(PROG, debug_requested(args), also=TRANSLATED_ERRORS):
         launch_job(main, args)
-    except USER_ERRORS as exc:
-        # Errors raised in data-loader workers carry the worker's traceback; keep the last line.
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        logger.error("%s", message)
-        sys.exit(f"error: {message}")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ directories (their image files), in any mix. For an input ``{stem}.{ext}`` it wr
 * ``{stem}.json``: ranks, boxes, objectness scores, saliency and RLE masks (``counts`` as str).
 
 Two inputs with the same stem get ``{stem}_2``, ``{stem}_3``, ... for the later ones. Missing or
-unreadable inputs are reported and skipped. Exit status: 0 if at least one image was processed,
-1 otherwise (2 for command-line errors). Runs on the CPU when there is no GPU.
+unreadable inputs are reported and skipped. An input inside ``--output`` is a command-line error
+(the next run would rank this run's outputs). Exit status: 0 if at least one image was processed,
+1 otherwise (2 for command-line errors); ``--debug`` shows the traceback of a model that cannot
+be built. Runs on the CPU when there is no GPU.
 """
 
 import argparse
@@ -44,6 +46,7 @@ from tqdm import tqdm  # noqa: E402
 from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
 import seqrank  # noqa: E402,F401  (registers the SeqRank model components)
+from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested  # noqa: E402
 from seqrank.data.image_io import read_rgb  # noqa: E402
 from seqrank.predictor import add_predictor_arguments, build_predictor_from_args  # noqa: E402
 from seqrank.utils.atomic_io import atomic_write_bytes  # noqa: E402
@@ -74,7 +77,12 @@ def get_parser():
         metavar="PATH",
         help="image files, glob patterns (quote them to let the demo expand them) or directories",
     )
-    parser.add_argument("--output", default="output", help="output directory (created if needed)")
+    parser.add_argument(
+        "--output",
+        default="output",
+        help="output directory (created if needed; must not hold any input)",
+    )
+    add_debug_argument(parser)
     parser.add_argument(
         "--confidence-threshold",
         type=float,
@@ -122,6 +130,12 @@ def expand_inputs(values):
                 seen.add(key)
                 paths.append(path)
     return paths
+
+
+def inputs_in_output(paths, output_dir):
+    """The input ``paths`` that lie inside ``output_dir`` (symbolic links resolved)."""
+    root = os.path.realpath(output_dir)
+    return [p for p in paths if os.path.realpath(p).startswith(root + os.sep)]
 
 
 def output_stem(path, used):
@@ -216,16 +230,15 @@ def process_image(predictor, path, stem, output_dir):
     )
 
 
-def run(args):
-    """Process every input; returns the number of images processed."""
-    paths = expand_inputs(args.input)
+def run(args, paths):
+    """Process the input ``paths``; returns the number of images processed."""
     if not paths:
         logger.error("no input image found")
         return 0
     try:
         predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        logger.error("cannot build the model: %s", exc)
+    except SeqRankUserError as exc:
+        logger.error("cannot build the model: %s", exc, exc_info=debug_requested(args))
         return 0
     try:
         os.makedirs(args.output, exist_ok=True)
@@ -247,10 +260,18 @@ def run(args):
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
     setup_cli_logging(timestamps=True)
+    paths = expand_inputs(args.input)
+    clash = inputs_in_output(paths, args.output)
+    if clash:
+        parser.error(
+            f"--output {args.output} holds {len(clash)} of the inputs (e.g. {clash[0]}); a later "
+            "run would rank this run's outputs: choose another output folder"
+        )
     with logging_redirect_tqdm():
-        processed = run(args)
+        processed = run(args, paths)
     return 0 if processed else 1
 
 

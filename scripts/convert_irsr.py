@@ -26,7 +26,9 @@ treated as more salient; the summary counts the tied images. Unranked objects ar
 polygon coordinates are rounded to the nearest integer.
 
 The pickle is read with a restricted unpickler that only accepts builtin containers and numpy
-array/scalar reconstruction; any other class is refused with an error.
+array/scalar reconstruction; any other class is refused with an error. Before that its opcodes
+are scanned (``seqrank.utils.safe_pickle``): a ``bytearray``, ``range``, ``bytes`` or array of more
+than 16 MB, or objects adding up to far more than the file holds, are refused too.
 """
 
 import argparse
@@ -36,6 +38,7 @@ import pickle
 
 from tqdm import tqdm
 
+from seqrank.utils.safe_pickle import PickleLimitError, check_pickle_file
 from seqrank.utils.sor_convert import (
     ConversionError,
     ConvertOptions,
@@ -93,11 +96,24 @@ def load_annotations(path):
     if not os.path.isfile(path):
         raise ConversionError(f"IRSR annotation file not found: {path}")
     try:
+        check_pickle_file(path)
+    except PickleLimitError as exc:
+        raise ConversionError(str(exc)) from None
+    try:
         with open(path, "rb") as f:
             # latin1 lets Python 2 pickles (str file names, numpy buffers) load unchanged.
             content = RestrictedUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
-        raise ConversionError(f"{path}: cannot read annotations ({exc})") from exc
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+    ) as exc:
+        raise ConversionError(f"{path}: cannot read annotations ({exc})") from None
     if not isinstance(content, list):
         raise ConversionError(
             f"{path}: expected a list of image dicts, got {type(content).__name__}"

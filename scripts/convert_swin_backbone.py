@@ -22,8 +22,10 @@ from collections import OrderedDict
 
 import torch
 
+from seqrank.cli import SeqRankUserError
 from seqrank.modeling.backbone.resnet import convert_torchvision_resnet_state_dict
 from seqrank.utils.atomic_io import atomic_write
+from seqrank.utils.safe_pickle import PickleLimitError, check_torch_file, describe_non_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ PREFIX = "backbone."
 AUTHOR = "seqrank-convert"
 
 
-class ConversionError(Exception):
+class ConversionError(SeqRankUserError):
     """A problem with the input file, reported to the user as one line."""
 
 
@@ -39,6 +41,8 @@ def load_state_dict(path, trust_pickle=False):
     """Read ``path`` and return its state dict (the "model" entry, or the whole dict)."""
     if not os.path.isfile(path):
         raise ConversionError(f"input checkpoint not found: {path}")
+    if not trust_pickle:
+        _check_untrusted(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
@@ -52,6 +56,17 @@ def load_state_dict(path, trust_pickle=False):
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise ConversionError(f"cannot read {path}: {_first_line(exc)}") from exc
     return _extract_state_dict(obj, path)
+
+
+def _check_untrusted(path):
+    """Refuse what is not a torch file, and pickles that would allocate more than they hold."""
+    problem = describe_non_torch_file(path)
+    if problem:
+        raise ConversionError(f"cannot read {path}: {problem}")
+    try:
+        check_torch_file(path)
+    except PickleLimitError as exc:
+        raise ConversionError(str(exc)) from None
 
 
 def _first_line(exc):

@@ -12,6 +12,10 @@ in its order (as the original); the other protocols report every ``seqrank`` met
 ``<dataset>_metrics.json``, ``<dataset>_metrics.csv`` and, as the original tool does,
 ``dataset_<dataset>_method_unknown.csv`` (the ``seqrank`` metrics dict as Python text) to
 OUTPUT_DIR.
+
+Results files are checked before anything is decoded: LIMITS.MAX_MASK_PIXELS (default 100 Mpx per
+mask) and LIMITS.MAX_RECORD_PIXELS (400 Mpx per image) are config keys like any other. An input
+error ends with one line and exit code 1 (--debug shows the traceback).
 """
 
 import argparse
@@ -20,19 +24,19 @@ import io
 import logging
 import math
 import os
-import sys
 
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
+from seqrank.cli import ConfigError, add_debug_argument, debug_requested, user_errors
 from seqrank.data import register_sor_datasets
-from seqrank.engine.setup import build_cfg
+from seqrank.engine.setup import build_cfg, check_output_dir, check_registered
 from seqrank.evaluation import write_json_atomic
 from seqrank.evaluation.metrics import select_metrics
 from seqrank.evaluation.results_eval import PROTOCOLS, evaluate_results
 from seqrank.utils.atomic_io import atomic_write_bytes
-from seqrank.utils.results_file import ResultsFileError, load_results
+from seqrank.utils.results_file import MaskLimits, load_results
 
 logger = logging.getLogger("seqrank.evaluation_tool")
 
@@ -57,6 +61,7 @@ def build_parser():
         default="seqrank",
         help="metric protocol(s); default: seqrank",
     )
+    add_debug_argument(parser)
     parser.epilog = "Any other arguments are config overrides given as KEY VALUE pairs."
     return parser
 
@@ -131,8 +136,15 @@ def _write_outputs(output_dir, dataset, metrics_by_protocol, nested):
 
 def evaluate(args):
     cfg = build_cfg(args.config_file or None, args.opts)
+    if not cfg.MODEL.WEIGHTS:
+        raise ConfigError("MODEL.WEIGHTS must name the results file (*_coco_format.pth)")
+    if not cfg.DATASETS.TEST:
+        raise ConfigError("DATASETS.TEST is empty: nothing to evaluate")
     register_sor_datasets(cfg.DATASETS.ROOT, cfg.DATASETS.TEST)
-    results = load_results(cfg.MODEL.WEIGHTS)
+    check_registered(cfg, ("TEST",))
+    check_output_dir(cfg.OUTPUT_DIR)
+    limits = MaskLimits.from_cfg(cfg)
+    results = load_results(cfg.MODEL.WEIGHTS, limits)
     protocols = (
         PROTOCOLS if args.protocol == "all" else tuple(dict.fromkeys(("seqrank", args.protocol)))
     )
@@ -140,7 +152,13 @@ def evaluate(args):
     selected = select_metrics(cfg.TEST.METRICS_OF_INTEREST) if protocols == ("seqrank",) else None
     for dataset in cfg.DATASETS.TEST:
         metrics, missing = evaluate_results(
-            results, DatasetCatalog.get(dataset), protocols, cfg.TEST.THRESHOLD, selected
+            results,
+            DatasetCatalog.get(dataset),
+            protocols,
+            cfg.TEST.THRESHOLD,
+            selected,
+            limits=limits,
+            source=cfg.MODEL.WEIGHTS,
         )
         if missing:
             logger.warning(
@@ -158,10 +176,9 @@ def evaluate(args):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger(name="seqrank")
-    try:
+    # OSError: an output file that cannot be written (its message names the file).
+    with user_errors("evaluation_tool", debug_requested(args), also=(OSError,)):
         evaluate(args)
-    except (ResultsFileError, FileNotFoundError, ValueError, KeyError) as exc:
-        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

@@ -13,19 +13,29 @@ grey value per object, larger = more salient) or a folder of saliency maps (cont
 PNGs). The kind of a folder is detected; NAME=rankmap:PATH or NAME=saliency:PATH forces it.
 
 Writes comparison.json, comparison.csv, comparison.md, per_image.csv and comparison.png to
---output and prints the table. Bad input: a one-line error and exit code 2, nothing written.
+--output and prints the table. Bad input: a one-line error and exit code 2, nothing written
+(--debug shows the traceback).
+
+Results files are read like every results file (docs/SECURITY.md): the pickle is scanned and
+every mask checked before anything is decoded; --max-mask-pixels (default 100 Mpx) bounds one mask
+and --max-record-pixels (400 Mpx) the masks of one image, GT masks included.
 """
 
 import argparse
 import logging
-import sys
 
 from detectron2.utils.logger import setup_logger
 
+from seqrank.cli import add_debug_argument, debug_requested, positive_int, user_errors
 from seqrank.config import add_seqrank_config
 from seqrank.evaluation.compare import CompareInputError, default_workers
 from seqrank.evaluation.compare_report import markdown_table, run_comparison
 from seqrank.evaluation.protocols import PROTOCOLS
+from seqrank.utils.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS, MaskLimits
+
+PROG = "sor_compare"
+# Bad input ends with exit code 2 (as argparse's usage errors), the documented contract.
+INPUT_ERROR_EXIT = 2
 
 logger = logging.getLogger("seqrank.sor_compare")
 
@@ -84,18 +94,35 @@ def build_parser():
         default=default_workers(),
         help=f"processes scoring images in parallel (default {default_workers()}: the cores)",
     )
+    parser.add_argument(
+        "--max-mask-pixels",
+        type=positive_int,
+        default=MAX_MASK_PIXELS,
+        metavar="N",
+        help=f"refuse masks larger than N pixels (H x W; default {MAX_MASK_PIXELS:,})",
+    )
+    parser.add_argument(
+        "--max-record-pixels",
+        type=positive_int,
+        default=MAX_RECORD_PIXELS,
+        metavar="N",
+        help="refuse images whose masks (predicted, or GT) add up to more than N pixels "
+        f"(default {MAX_RECORD_PIXELS:,})",
+    )
+    add_debug_argument(parser)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     setup_logger(name="seqrank")
-    if args.bootstrap < 0:
-        sys.exit(_error("--bootstrap: N must be >= 0"))
-    if args.workers < 1:
-        sys.exit(_error("--workers: must be >= 1"))
-    protocols = PROTOCOLS if args.protocol == "all" else (args.protocol,)
-    try:
+    # ImportError: --sod-metrics without pysodmetrics; OSError: an output that cannot be written.
+    with user_errors(PROG, debug_requested(args), (ImportError, OSError), INPUT_ERROR_EXIT):
+        if args.bootstrap < 0:
+            raise CompareInputError("--bootstrap: N must be >= 0")
+        if args.workers < 1:
+            raise CompareInputError("--workers: must be >= 1")
+        protocols = PROTOCOLS if args.protocol == "all" else (args.protocol,)
         comparison = run_comparison(
             args.dataset,
             args.pred,
@@ -107,15 +134,9 @@ def main(argv=None):
             sod_metrics=args.sod_metrics,
             threshold=args.threshold,
             workers=args.workers,
+            limits=MaskLimits(args.max_mask_pixels, args.max_record_pixels),
         )
-    except (CompareInputError, ImportError) as exc:
-        sys.exit(_error(exc))
     print("\n" + markdown_table(comparison, args.bootstrap, args.seed))
-
-
-def _error(message):
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

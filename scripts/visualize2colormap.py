@@ -7,20 +7,31 @@ Usage::
 writes ``<image_name>_colormap.png`` (BGR colour table of DATA_FORMATS.md, most salient object on
 top) for each image. The canvas is each image's own mask size; a record without masks gives an
 all-black 480 x 640 image because the results file does not store the image size.
+
+Nothing is decoded before it is checked: ``--max-mask-pixels`` (default 100 Mpx) bounds one mask,
+``--max-record-pixels`` (default 400 Mpx) all masks of one image. An input error ends with one
+line and exit code 1 (``--debug`` shows the traceback).
 """
 
 import argparse
 import logging
 import os
-import sys
 
 import cv2
 from tqdm import tqdm
 
+from seqrank.cli import add_debug_argument, debug_requested, positive_int, user_errors
 from seqrank.utils.atomic_io import atomic_write_bytes
 from seqrank.utils.cli_logging import setup_cli_logging
 from seqrank.utils.colormap import render_colormap
-from seqrank.utils.results_file import ResultsFileError, decode_masks, load_results
+from seqrank.utils.results_file import (
+    MAX_MASK_PIXELS,
+    MAX_RECORD_PIXELS,
+    MaskLimits,
+    ResultsFileError,
+    decode_masks,
+    load_results,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +50,22 @@ def parse_args(argv=None):
         help="results file (<dataset>_coco_format.pth); --pth-file is the original's name",
     )
     parser.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
+    parser.add_argument(
+        "--max-mask-pixels",
+        type=positive_int,
+        default=MAX_MASK_PIXELS,
+        metavar="N",
+        help=f"refuse masks larger than N pixels (H x W; default {MAX_MASK_PIXELS:,})",
+    )
+    parser.add_argument(
+        "--max-record-pixels",
+        type=positive_int,
+        default=MAX_RECORD_PIXELS,
+        metavar="N",
+        help=f"refuse images whose masks add up to more than N pixels (default "
+        f"{MAX_RECORD_PIXELS:,})",
+    )
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -61,12 +88,13 @@ def write_png(path, image):
     atomic_write_bytes(path, encoded.tobytes())
 
 
-def visualize(results_path, output_dir):
+def visualize(results_path, output_dir, limits=None):
     """Write one colour map per image of ``results_path``; returns the number written."""
-    results = load_results(results_path)
+    results = load_results(results_path, limits)
     os.makedirs(output_dir, exist_ok=True)
     for image_name, record in tqdm(results.items(), desc="colormaps", unit="img"):
-        canvas = render_colormap(decode_masks(record))
+        where = f"{results_path}: record '{image_name}'"
+        canvas = render_colormap(decode_masks(record, limits, where))
         write_png(colormap_path(output_dir, image_name), canvas)
     logger.info("Wrote %d colour maps to %s", len(results), output_dir)
     return len(results)
@@ -75,10 +103,10 @@ def visualize(results_path, output_dir):
 def main(argv=None):
     args = parse_args(argv)
     setup_cli_logging()
-    try:
-        visualize(args.path, args.output)
-    except (ResultsFileError, OSError) as exc:
-        sys.exit(f"visualize2colormap: error: {exc}")
+    limits = MaskLimits(args.max_mask_pixels, args.max_record_pixels)
+    # OSError: an output folder or file that cannot be written (its message names it).
+    with user_errors("visualize2colormap", debug_requested(args), also=(OSError,)):
+        visualize(args.path, args.output, limits)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,12 @@
   norms ``norm0..3`` may be missing (they start at their defaults, as in the original).
 * Files are unpickled with ``weights_only=True`` plus an allow-list of the plain Python/NumPy types
   detectron2 training state contains. Anything else needs an explicit opt-in
-  (``--trust-checkpoint`` or ``SEQRANK_TRUST_CHECKPOINTS=1``).
+  (``--trust-checkpoint`` or ``SEQRANK_TRUST_CHECKPOINTS=1``). Before that, the pickle is scanned
+  so that no object it builds can take more memory than the file warrants
+  (:mod:`seqrank.utils.safe_pickle`).
+* Everything a user can get wrong (a missing path, a directory, a URL, a text or HTML file, a Git
+  LFS pointer, an empty ``last_checkpoint``, NaN/Inf weights) is a one-line
+  :class:`CheckpointError` naming the file.
 """
 
 import collections
@@ -20,16 +25,28 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .cli import MissingFileError, SeqRankUserError
 from .utils.atomic_io import atomic_write, atomic_write_bytes
+from .utils.safe_pickle import (
+    PickleLimitError,
+    check_torch_file,
+    describe_non_torch_file,
+    load_error_line,
+    refused_global,
+)
 
 __all__ = [
+    "CheckpointError",
     "CheckpointMismatchError",
     "SeqRankCheckpointer",
+    "check_checkpoint_path",
+    "check_finite",
     "safe_torch_load",
     "trust_checkpoints",
 ]
@@ -50,11 +67,15 @@ _DETECTION_ONLY = re.compile(r"backbone\.norm\d+\.(weight|bias)")
 _BUFFER_SUFFIXES = ("attn_mask", "relative_position_index")
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointError(SeqRankUserError, ValueError):
+    """A checkpoint path or file that cannot be used (the message names it and the problem)."""
+
+
+class CheckpointMismatchError(SeqRankUserError, RuntimeError):
     """The checkpoint's keys or shapes do not fit the model built from the config."""
 
 
-class UntrustedCheckpointError(RuntimeError):
+class UntrustedCheckpointError(SeqRankUserError, RuntimeError):
     """The file holds Python objects outside the allow-list."""
 
 
@@ -71,45 +92,72 @@ def _allowed_globals():
     return allowed
 
 
+def check_checkpoint_path(path):
+    """Refuse, with one line naming ``path``, what cannot be a local checkpoint file."""
+    path = os.fspath(path)
+    if "://" in path:
+        raise CheckpointError(
+            f"{path}: checkpoints are not downloaded; download the file and give its local path"
+        )
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if not os.path.isfile(path):
+        raise MissingFileError(f"{path}: checkpoint file not found")
+
+
 def safe_torch_load(path, map_location="cpu"):
     """``torch.load`` restricted to tensors, containers and plain NumPy values.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingFileError (a FileNotFoundError): the file does not exist.
         UntrustedCheckpointError: the file needs arbitrary unpickling (and trust was not given).
-        ValueError: the file is not a torch checkpoint.
+        CheckpointError (a ValueError): anything else that makes the file unusable: not a torch
+            file, truncated, or objects larger than the file warrants.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    path = os.fspath(path)
+    check_checkpoint_path(path)
     if trust_checkpoints():
         return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        problem = describe_non_torch_file(path)
+        if problem:
+            raise CheckpointError(f"{path}: {problem}")
+        check_torch_file(path)
+    except PickleLimitError as exc:
+        raise CheckpointError(str(exc)) from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Unsupported global" in text:
+        refused = refused_global(str(exc))
+        if refused:
             raise UntrustedCheckpointError(
-                f"{path}: refusing to unpickle objects outside the allow-list ({_culprit(exc)}); "
+                f"{path}: refusing to unpickle objects outside the allow-list ({refused}); "
                 f"if you trust this file, pass --trust-checkpoint or set {TRUST_ENV}=1"
             ) from None
-        raise ValueError(f"{path}: not a readable torch checkpoint ({_reason(text)})") from None
-    except (RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from None
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({load_error_line(exc)})"
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({load_error_line(exc)})"
+        ) from None
 
 
-def _reason(text):
-    for line in text.splitlines():
-        if "Unsupported operand" in line or "invalid load key" in line:
-            return line.strip()
-    return "unpickling failed"
-
-
-def _culprit(exc):
-    for line in str(exc).splitlines():
-        if "Unsupported global" in line:
-            return line.split("Unsupported global:")[-1].split(" was not")[0].strip()
-    return "unsupported global"
+def check_finite(path, state):
+    """Refuse NaN/Inf in the floating-point tensors of ``state``, naming the first bad one."""
+    for key, value in state.items():
+        if not (torch.is_floating_point(value) or torch.is_complex(value)):
+            continue
+        finite = torch.isfinite(value)
+        if not bool(finite.all()):
+            bad = value.numel() - int(finite.sum())
+            raise CheckpointError(
+                f"{path}: tensor '{key}' holds {bad} NaN/Inf value(s) of {value.numel()}; the "
+                "checkpoint is corrupt or its training diverged"
+            )
 
 
 def _backbone_only(state):
@@ -145,6 +193,31 @@ class SeqRankCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer with safe unpickling, a strict fit check for full models and atomic
     saves (a run killed while saving never leaves a truncated checkpoint behind)."""
 
+    def load(self, path, *args, **kwargs):
+        if path:
+            check_checkpoint_path(path)
+        return super().load(path, *args, **kwargs)
+
+    def get_checkpoint_file(self):
+        """The checkpoint ``last_checkpoint`` names; refused if empty or naming a missing file."""
+        tag = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            with open(tag, encoding="utf-8", errors="replace") as f:
+                name = f.read().strip()
+        except FileNotFoundError:
+            # Removed by another process since has_checkpoint(): start from MODEL.WEIGHTS.
+            return ""
+        hint = "delete it to start from MODEL.WEIGHTS"
+        if not name:
+            raise CheckpointError(f"{tag} is empty; {hint}, or write a checkpoint's name in it")
+        path = os.path.join(self.save_dir, name)
+        if not os.path.isfile(path):
+            raise CheckpointError(
+                f"{tag} names {name!r}, which is not a file in {self.save_dir}; {hint}, or "
+                "restore that checkpoint"
+            )
+        return path
+
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:
             return
@@ -168,13 +241,15 @@ class SeqRankCheckpointer(DetectionCheckpointer):
             )
         loaded = safe_torch_load(filename)
         if not isinstance(loaded, dict):
-            raise ValueError(f"{filename}: expected a dict checkpoint, got {type(loaded).__name__}")
+            raise CheckpointError(
+                f"{filename}: expected a dict checkpoint, got {type(loaded).__name__}"
+            )
         if "model" not in loaded:
             loaded = {"model": loaded}
         if not isinstance(loaded["model"], dict) or not all(
             isinstance(v, torch.Tensor) for v in loaded["model"].values()
         ):
-            raise ValueError(
+            raise CheckpointError(
                 f"{filename}: its 'model' entry is not a state_dict of tensors; a results file "
                 "(*_coco_format.pth) is evaluated with `python -m scripts.evaluation_tool`"
             )
@@ -195,6 +270,7 @@ class SeqRankCheckpointer(DetectionCheckpointer):
             logger.info("%s: keys without the 'backbone.' prefix, loaded as backbone weights", path)
             checkpoint["model"] = {BACKBONE_PREFIX + k: v for k, v in checkpoint["model"].items()}
         state = checkpoint["model"]
+        check_finite(path, state)
         backbone_only = _backbone_only(state)
         if backbone_only:
             self._drop_leftovers(path, state, model_keys)

@@ -9,6 +9,8 @@ import logging
 import torch
 from detectron2.config import CfgNode as CN
 
+from .utils.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS
+
 __all__ = ["add_seqrank_config", "merge_config_file", "prune_unknown_keys"]
 
 logger = logging.getLogger(__name__)
@@ -126,12 +128,21 @@ def _add_solver_data_test_config(cfg, num_gpus):
     cfg.INPUT.FT_SIZE_TEST = 800
 
 
+def _add_limits_config(cfg):
+    # Not in the original: bounds on what files from users may make the tools allocate
+    # (docs/SECURITY.md). Masks of results files and of dataset records, in pixels.
+    cfg.LIMITS = CN()
+    cfg.LIMITS.MAX_MASK_PIXELS = MAX_MASK_PIXELS
+    cfg.LIMITS.MAX_RECORD_PIXELS = MAX_RECORD_PIXELS
+
+
 def add_seqrank_config(cfg, num_gpus=1):
     """Add every SeqRank key to a detectron2 ``cfg`` in place (original names and defaults)."""
     _add_model_config(cfg)
     _add_swin_config(cfg)
     _add_loss_config(cfg)
     _add_solver_data_test_config(cfg, num_gpus)
+    _add_limits_config(cfg)
     return cfg
 
 

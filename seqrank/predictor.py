@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 
-from .checkpoint import TRUST_ENV, SeqRankCheckpointer
+from .checkpoint import TRUST_ENV, SeqRankCheckpointer, check_checkpoint_path
+from .cli import ConfigError
 from .engine.setup import build_cfg, fit_to_machine
 
 __all__ = ["SeqRankPredictor", "add_predictor_arguments", "build_predictor_from_args", "preprocess"]
@@ -36,7 +37,7 @@ class SeqRankPredictor:
 
     def __init__(self, cfg):
         if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {cfg.INPUT.FORMAT!r}")
+            raise ConfigError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {cfg.INPUT.FORMAT!r}")
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         SeqRankCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
@@ -86,8 +87,8 @@ def build_predictor_from_args(config_file, opts, trust_checkpoint):
     variable for the rest of the process.
 
     Raises:
-        FileNotFoundError: the config file or ``MODEL.WEIGHTS`` does not exist.
-        ValueError, RuntimeError, KeyError: a bad config or a checkpoint that does not fit.
+        SeqRankUserError: a one-line message naming the config file, ``MODEL.WEIGHTS`` or the key
+            that is wrong (missing, unreadable, not fitting the model, ...).
     """
     if trust_checkpoint:
         os.environ[TRUST_ENV] = "1"
@@ -95,10 +96,9 @@ def build_predictor_from_args(config_file, opts, trust_checkpoint):
     for note in fit_to_machine(cfg):
         logger.info(note)
     weights = cfg.MODEL.WEIGHTS
-    if not weights or not os.path.isfile(weights):
-        raise FileNotFoundError(
-            f"checkpoint not found: {weights!r} (pass --opts MODEL.WEIGHTS <checkpoint.pth>)"
-        )
+    if not weights:
+        raise ConfigError("no checkpoint given: pass --opts MODEL.WEIGHTS <checkpoint.pth>")
+    check_checkpoint_path(weights)
     cfg.freeze()
     logger.info("loading %s on %s", weights, cfg.MODEL.DEVICE)
     return SeqRankPredictor(cfg)

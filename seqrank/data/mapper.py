@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from detectron2.config import configurable
 
-from .image_io import read_rgb
+from ..utils.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS
+from .datasets import DatasetError
+from .image_io import read_image_size, read_rgb
 
-__all__ = ["SORDatasetMapper", "rasterize_annotations"]
+__all__ = ["SORDatasetMapper", "check_record_size", "rasterize_annotations"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,28 @@ def rasterize_annotations(annotations, height, width, image_name=None):
     return ranks, np.stack([mask for _, mask in pairs])
 
 
+def check_record_size(
+    record, max_pixels=MAX_MASK_PIXELS, max_record_pixels=MAX_RECORD_PIXELS, where=None
+):
+    """Refuse a record whose GT masks (one H x W mask per salient object) would exceed the limits
+    (LIMITS.MAX_MASK_PIXELS per mask, LIMITS.MAX_RECORD_PIXELS together), before rasterising."""
+    height, width = record["height"], record["width"]
+    where = where or record.get("file_name") or record.get("image_name")
+    if height < 1 or width < 1:
+        raise DatasetError(f"{where}: height and width must be >= 1, got {height} x {width}")
+    if height * width > max_pixels:
+        raise DatasetError(
+            f"{where}: the record's {height} x {width} image exceeds {max_pixels:,} pixels "
+            "(LIMITS.MAX_MASK_PIXELS / --max-mask-pixels)"
+        )
+    salient = sum(1 for a in record["annotations"] if a["category_id"] > 0)
+    if salient * height * width > max_record_pixels:
+        raise DatasetError(
+            f"{where}: {salient} salient objects of {height} x {width} exceed "
+            f"{max_record_pixels:,} mask pixels (LIMITS.MAX_RECORD_PIXELS / --max-record-pixels)"
+        )
+
+
 def _drawable_polygons(segmentation, image_name):
     """Flat polygons [x0, y0, x1, y1, ...] -> list of int32 P x 2 point arrays (P >= 1)."""
     polygons = []
@@ -90,7 +114,16 @@ class SORDatasetMapper:
     """
 
     @configurable
-    def __init__(self, is_train=True, *, image_size, flip_prob=0.5, skip_bad_images=False):
+    def __init__(
+        self,
+        is_train=True,
+        *,
+        image_size,
+        flip_prob=0.5,
+        skip_bad_images=False,
+        max_pixels=MAX_MASK_PIXELS,
+        max_record_pixels=MAX_RECORD_PIXELS,
+    ):
         """
         Args:
             is_train: training (augment, resize masks) or test mapping.
@@ -98,11 +131,14 @@ class SORDatasetMapper:
             flip_prob: probability of a horizontal flip in training (0 disables it).
             skip_bad_images: in training, a missing or unreadable image is logged and skipped
                 (detectron2 then draws another sample) instead of stopping the run.
+            max_pixels, max_record_pixels: size limits of :func:`check_record_size`.
         """
         self.is_train = is_train
         self.image_size = int(image_size)
         self.flip_prob = float(flip_prob)
         self.skip_bad_images = bool(skip_bad_images) and is_train
+        self.max_pixels = int(max_pixels)
+        self.max_record_pixels = int(max_record_pixels)
         self.num_skipped = 0
 
     @classmethod
@@ -112,6 +148,8 @@ class SORDatasetMapper:
             "is_train": is_train,
             "image_size": size,
             "skip_bad_images": cfg.DATALOADER.SKIP_BAD_IMAGES,
+            "max_pixels": cfg.LIMITS.MAX_MASK_PIXELS,
+            "max_record_pixels": cfg.LIMITS.MAX_RECORD_PIXELS,
         }
 
     def __call__(self, dataset_dict):
@@ -127,15 +165,8 @@ class SORDatasetMapper:
     def _map(self, dataset_dict):
         record = copy.deepcopy(dataset_dict)
         height, width = record["height"], record["width"]
+        self._check_size(record)
         image = read_rgb(record["file_name"])  # stored pixel order, as the original
-        if image.shape[:2] != (height, width):
-            logger.warning(
-                "%s: image is %dx%d (HxW) but the record says %dx%d",
-                record["file_name"],
-                *image.shape[:2],
-                height,
-                width,
-            )
         ranks, masks = rasterize_annotations(
             record["annotations"], height, width, image_name=record["image_name"]
         )
@@ -153,6 +184,27 @@ class SORDatasetMapper:
             "masks": torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32)),
             "ranks": ranks,
         }
+
+    def _check_size(self, record):
+        """The record's size against the image header, then the limits, before anything is
+        decoded or rasterised (a forged 60000 x 60000 record would cost tens of GB)."""
+        stored, displayed = read_image_size(record["file_name"])
+        size = (record["height"], record["width"])
+        if size not in (stored, displayed):
+            raise DatasetError(
+                f"{record['file_name']}: the record says {size[0]} x {size[1]} "
+                f"(height x width) but the image is {stored[0]} x {stored[1]}"
+            )
+        if size != stored:
+            # The EXIF-rotated size: the image is still read in stored order, as the original
+            # reads it (docs/FIDELITY.md #20), so the GT masks may not line up with it.
+            logger.warning(
+                "%s: image is %dx%d (HxW) but the record says %dx%d (its EXIF-rotated size)",
+                record["file_name"],
+                *stored,
+                *size,
+            )
+        check_record_size(record, self.max_pixels, self.max_record_pixels)
 
     def _resize(self, array, interpolation):
         """H x W (x 3) -> S x S (x 3); cv2 takes (width, height) like albumentations' Resize."""

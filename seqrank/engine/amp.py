@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from ..cli import ConfigError
 from .loops import SeqRankSimpleTrainer
 
 __all__ = ["PRECISIONS", "SeqRankAMPTrainer", "amp_dtype"]
@@ -22,7 +23,7 @@ def amp_dtype(precision):
     try:
         return PRECISIONS[str(precision).lower()]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"SOLVER.AMP.PRECISION must be one of {sorted(PRECISIONS)}, got {precision!r}"
         ) from None
 

@@ -12,9 +12,12 @@ Two ways to run W processes:
 
 Either way the total batch is ``SOLVER.IMS_PER_GPU x W`` (:func:`seqrank.engine.build_cfg`). A
 process that dies or stops answering ends the others with one line (:class:`PeerLost`): at once
-when its connections close, after ``--dist-timeout`` seconds when it hangs.
+when its connections close, after ``--dist-timeout`` seconds when it hangs. A user error in a
+spawned process (its ``main_func`` exits with a message, see :func:`seqrank.cli.user_errors`)
+is printed once, by the launching process, which exits with code 1.
 """
 
+import functools
 import logging
 import os
 from datetime import timedelta
@@ -25,11 +28,13 @@ import torch.multiprocessing as mp
 from detectron2.engine import launch
 from detectron2.utils import comm
 
+from ..cli import ConfigError, debug_requested
 from .setup import build_cfg
 
 __all__ = [
     "TORCHRUN_VARIABLES",
     "PeerLost",
+    "ProcessUserError",
     "add_launch_arguments",
     "launch_job",
     "peer_failure",
@@ -56,6 +61,14 @@ class PeerLost(RuntimeError):
     """Another process of the job died, stopped answering, or was never reached."""
 
 
+class ProcessUserError(Exception):
+    """A spawned process's one-line user error, handed to the launching process to print.
+
+    Printed by every process that hit it, the same line would appear once per process (a config
+    error stops them all at once); torch hands the parent only the first failure.
+    """
+
+
 def add_launch_arguments(parser):
     """``--dist-timeout`` (the other launch flags come from detectron2's parser)."""
     parser.add_argument(
@@ -75,7 +88,8 @@ def torchrun_environment(environ=None):
     variables are set, None when none is.
 
     Raises:
-        ValueError: only some of them are set, or they are not integers / out of range.
+        ConfigError (a ValueError): only some of them are set, or they are not integers / out of
+            range.
     """
     environ = os.environ if environ is None else environ
     present = [name for name in TORCHRUN_VARIABLES if environ.get(name)]
@@ -83,7 +97,7 @@ def torchrun_environment(environ=None):
         return None
     missing = [name for name in TORCHRUN_VARIABLES if name not in present]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"{', '.join(present)} set but not {', '.join(missing)}: set all of "
             f"{', '.join(TORCHRUN_VARIABLES)} (as torchrun does) or none"
         )
@@ -91,12 +105,14 @@ def torchrun_environment(environ=None):
         env = {k: int(environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
         env["LOCAL_WORLD_SIZE"] = int(environ.get("LOCAL_WORLD_SIZE", 1))
     except ValueError:
-        raise ValueError("RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE must be integers")
+        raise ConfigError(
+            "RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE must be integers"
+        ) from None
     world, local_world = env["WORLD_SIZE"], env["LOCAL_WORLD_SIZE"]
     if not (0 <= env["RANK"] < world and 0 <= env["LOCAL_RANK"] < local_world):
-        raise ValueError(f"inconsistent torchrun environment {env}")
+        raise ConfigError(f"inconsistent torchrun environment {env}")
     if world % local_world:
-        raise ValueError(f"WORLD_SIZE {world} is not a multiple of LOCAL_WORLD_SIZE {local_world}")
+        raise ConfigError(f"WORLD_SIZE {world} is not a multiple of LOCAL_WORLD_SIZE {local_world}")
     return env
 
 
@@ -106,7 +122,7 @@ def check_world(args, world_size):
     cfg = build_cfg(args.config_file, args.opts, args.num_gpus, args.num_machines)
     batch, per_gpu = cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.IMS_PER_GPU
     if batch <= 0 or batch % world_size:
-        raise ValueError(
+        raise ConfigError(
             f"SOLVER.IMS_PER_BATCH {batch} (SOLVER.IMS_PER_GPU {per_gpu} x "
             f"{batch // max(1, per_gpu * args.num_machines) if per_gpu else 0} per machine x "
             f"{args.num_machines} machine(s)) cannot be split evenly over {world_size} processes"
@@ -114,7 +130,9 @@ def check_world(args, world_size):
     # detectron2's spawner asserts this wherever CUDA exists (one GPU per process).
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count and args.num_gpus > count:
-        raise ValueError(f"--num-gpus {args.num_gpus}, but this machine has {count} CUDA device(s)")
+        raise ConfigError(
+            f"--num-gpus {args.num_gpus}, but this machine has {count} CUDA device(s)"
+        )
 
 
 def launch_job(main_func, args):
@@ -122,6 +140,7 @@ def launch_job(main_func, args):
 
     Raises:
         PeerLost: another process failed, was killed or timed out (one-line message).
+        SystemExit: a spawned process's user error (its one line as the message, exit code 1).
     """
     timeout = timedelta(seconds=args.dist_timeout)
     env = torchrun_environment()
@@ -131,8 +150,12 @@ def launch_job(main_func, args):
         world_size = args.num_gpus * args.num_machines
         if world_size > 1:
             check_world(args, world_size)
+            if not debug_requested(args):
+                # "Terminating process N via signal SIGTERM" after the first failure: the
+                # failure's own line is what the user needs.
+                logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
         return launch(
-            main_func,
+            functools.partial(_report_to_parent, main_func) if world_size > 1 else main_func,
             args.num_gpus,
             num_machines=args.num_machines,
             machine_rank=args.machine_rank,
@@ -141,10 +164,37 @@ def launch_job(main_func, args):
             timeout=timeout,
         )
     except (RuntimeError, mp.ProcessExitedException, mp.ProcessRaisedException) as exc:
+        reported = reported_user_error(exc)
+        if reported is not None:
+            raise SystemExit(reported) from None
         message = peer_failure(exc)
         if message is None:
             raise
         raise PeerLost(message) from None
+
+
+def _report_to_parent(main_func, args):
+    """``main_func(args)`` in a spawned process; a user error (``SystemExit`` with a message)
+    leaves as :class:`ProcessUserError` so that the parent prints it (and torch then stops the
+    other processes). Exit codes (e.g. 143 after SIGTERM) stay as they are."""
+    try:
+        return main_func(args)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            raise ProcessUserError(exc.code) from None
+        raise
+
+
+def reported_user_error(exc):
+    """The one-line message of a :class:`ProcessUserError` raised in a spawned process (torch
+    hands the parent its traceback as text, ending with that line), else None."""
+    if not isinstance(exc, mp.ProcessRaisedException):
+        return None
+    lines = str(exc).strip().splitlines()
+    prefix = f"{ProcessUserError.__module__}.{ProcessUserError.__qualname__}: "
+    if lines and lines[-1].startswith(prefix):
+        return lines[-1][len(prefix) :]
+    return None
 
 
 def _run_in_environment(main_func, args, env, timeout):
@@ -165,7 +215,7 @@ def _run_in_environment(main_func, args, env, timeout):
     cuda = torch.cuda.is_available()
     if cuda:
         if env["LOCAL_RANK"] >= torch.cuda.device_count():
-            raise ValueError(
+            raise ConfigError(
                 f"LOCAL_RANK {env['LOCAL_RANK']}, but this machine has "
                 f"{torch.cuda.device_count()} CUDA device(s)"
             )

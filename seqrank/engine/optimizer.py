@@ -4,6 +4,8 @@ settings in one group, and full-model gradient clipping."""
 import torch
 from torch import nn
 
+from ..cli import ConfigError
+
 __all__ = ["build_seqrank_optimizer", "merge_param_groups", "param_groups"]
 
 NORM_TYPES = (
@@ -139,11 +141,11 @@ def build_seqrank_optimizer(cfg, model, merge_groups=True):
     elif name == "SGD":
         optim_cls, kwargs = torch.optim.SGD, {"momentum": solver.MOMENTUM}
     else:
-        raise ValueError(f"SOLVER.OPTIMIZER must be ADAMW or SGD, got {solver.OPTIMIZER!r}")
+        raise ConfigError(f"SOLVER.OPTIMIZER must be ADAMW or SGD, got {solver.OPTIMIZER!r}")
     clip, settings = solver.CLIP_GRADIENTS, None
     if clip.ENABLED and clip.CLIP_VALUE > 0:
         if clip.CLIP_TYPE != "full_model":
-            raise ValueError(
+            raise ConfigError(
                 f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE {clip.CLIP_TYPE!r} is not supported "
                 "(SeqRank clips the full model: use 'full_model')"
             )

@@ -5,16 +5,23 @@ works for CPU processes (GLOO)."""
 import logging
 import weakref
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import (
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
 from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import SeqRankCheckpointer
+from ..cli import ConfigError, SeqRankUserError, debug_requested
 from ..data import SORDatasetMapper
+from ..data.datasets import DatasetError
 from ..evaluation import SOREvaluator
 from .amp import SeqRankAMPTrainer
+from .launch import peer_failure
 from .loops import SeqRankSimpleTrainer, check_losses_finite
 from .optimizer import build_seqrank_optimizer
 
@@ -45,9 +52,45 @@ def unwrap(model):
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+class _OneLineUserErrors(logging.Filter):
+    """detectron2 logs any exception leaving the training loop with its traceback ("Exception
+    during training:"); input errors, a diverging loss and a lost peer are reported by
+    train_net.py in one line instead (the traceback stays available with --debug /
+    SEQRANK_DEBUG=1)."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or debug_requested():
+            return True
+        quiet = isinstance(exc, (SeqRankUserError, FloatingPointError))
+        lost_peer = comm.get_world_size() > 1 and peer_failure(exc) is not None
+        return not (quiet or lost_peer)
+
+
+def _quiet_train_loop_tracebacks():
+    train_loop = logging.getLogger("detectron2.engine.train_loop")
+    if not any(isinstance(f, _OneLineUserErrors) for f in train_loop.filters):
+        train_loop.addFilter(_OneLineUserErrors())
+
+
+def training_records(cfg):
+    """The dataset dicts of DATASETS.TRAIN, as detectron2 would build them, with a one-line error
+    for an empty list of datasets or a dataset without usable records (detectron2 asserts)."""
+    names = tuple(cfg.DATASETS.TRAIN)
+    if not names:
+        raise ConfigError("DATASETS.TRAIN is empty; name a dataset, e.g. \"('assr_train',)\"")
+    try:
+        return get_detection_dataset_dicts(
+            names, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+        )
+    except AssertionError as exc:
+        raise DatasetError(f"DATASETS.TRAIN {names}: {exc} (no training records)") from None
+
+
 class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         TrainerBase.__init__(self)
+        _quiet_train_loop_tracebacks()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
@@ -97,7 +140,7 @@ class Trainer(DefaultTrainer):
         starts = comm.all_gather(self.start_iter)
         if len(set(starts)) > 1:
             ranks = ", ".join(f"rank {r}: {s}" for r, s in enumerate(starts))
-            raise ValueError(
+            raise ConfigError(
                 f"the processes would start from different iterations ({ranks}): with --resume "
                 f"every machine needs the same last checkpoint in OUTPUT_DIR ({self.cfg.OUTPUT_DIR}"
                 "; a shared filesystem, or copy it from the first machine)"
@@ -120,7 +163,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=SORDatasetMapper(cfg, is_train=True))
+        return build_detection_train_loader(
+            cfg, mapper=SORDatasetMapper(cfg, is_train=True), dataset=training_records(cfg)
+        )
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

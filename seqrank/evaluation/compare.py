@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ..data.mapper import rasterize_annotations
 from ..utils.colormap import render_rank_map
-from ..utils.results_file import ResultsFileError, decode_masks, load_results
+from ..utils.results_file import MaskLimits, ResultsFileError, decode_masks, load_results
 from .metrics import (
     MapSummary,
     pack_bits,
@@ -217,14 +217,19 @@ class Prediction(NamedTuple):
 
 
 class ResultsSource:
-    """Predictions of a SeqRank results file."""
+    """Predictions of a SeqRank results file, read like every results file: the pickle scanned
+    and every RLE checked against ``limits`` before anything is decoded
+    (:func:`seqrank.utils.results_file.load_results`)."""
 
     kind = "results"
 
-    def __init__(self, spec: MethodSpec, image_names: Sequence[str]):
+    def __init__(
+        self, spec: MethodSpec, image_names: Sequence[str], limits: Optional[MaskLimits] = None
+    ):
         self.spec = spec
+        self.limits = limits or MaskLimits()
         try:
-            self.results = load_results(spec.path)
+            self.results = load_results(spec.path, self.limits)
         except ResultsFileError as exc:
             raise CompareInputError(str(exc)) from exc
         names = set(image_names)
@@ -246,7 +251,8 @@ class ResultsSource:
                     f"{self.spec.path}: image '{name}' mask {k} has size {rle['size']} but the "
                     f"GT image is {height} x {width}"
                 )
-        return Prediction(_c_order_bits(decode_masks(record), height, width), None, None)
+        masks = decode_masks(record, self.limits, f"{self.spec.path}: record '{name}'")
+        return Prediction(_c_order_bits(masks, height, width), None, None)
 
 
 def _same_size(size, height, width):
@@ -310,14 +316,15 @@ class MapSource:
         return Prediction(masks, values.astype(np.float64), grey, areas, flags)
 
 
-def open_source(spec: MethodSpec, image_names: Sequence[str]):
-    """The prediction source of one method; the kind of a path is checked against ``spec``."""
+def open_source(spec: MethodSpec, image_names: Sequence[str], limits: Optional[MaskLimits] = None):
+    """The prediction source of one method; the kind of a path is checked against ``spec``.
+    ``limits`` bound the masks of a results file."""
     if os.path.isfile(spec.path):
         if spec.kind not in (None, "results"):
             raise CompareInputError(
                 f"--pred {spec.name}: {spec.path} is a file, but {spec.kind} maps are a folder"
             )
-        return ResultsSource(spec, image_names)
+        return ResultsSource(spec, image_names, limits)
     if spec.kind == "results":
         raise CompareInputError(f"--pred {spec.name}: results file not found: {spec.path}")
     return MapSource(spec, image_names)

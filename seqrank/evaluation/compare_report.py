@@ -19,7 +19,9 @@ from detectron2.data import DatasetCatalog
 from tabulate import tabulate
 
 from ..data.datasets import SOR_SPLITS, register_sor_datasets
+from ..data.mapper import check_record_size
 from ..utils.atomic_io import atomic_write_files
+from ..utils.results_file import MaskLimits
 from .compare import (
     HEADLINE,
     LOWER_IS_BETTER,
@@ -78,8 +80,10 @@ PROTOCOL_NOTES = {
 # --------------------------------------------------------------------------- running
 
 
-def load_dataset(dataset: str, root: str) -> List[dict]:
-    """The records of a registered SOR dataset under ``root``, or a one-line error."""
+def load_dataset(dataset: str, root: str, limits: Optional[MaskLimits] = None) -> List[dict]:
+    """The records of a registered SOR dataset under ``root``, or a one-line error. Each
+    record's GT masks are checked against ``limits`` before any is rasterised."""
+    limits = limits or MaskLimits()
     register_sor_datasets(root, [dataset])
     if dataset not in DatasetCatalog:
         raise CompareInputError(
@@ -88,6 +92,8 @@ def load_dataset(dataset: str, root: str) -> List[dict]:
         )
     try:
         records = DatasetCatalog.get(dataset)
+        for record in records:
+            check_record_size(record, limits.max_mask_pixels, limits.max_record_pixels)
     except (FileNotFoundError, ValueError) as exc:
         raise CompareInputError(f"--dataset {dataset} (root {root}): {exc}") from exc
     if not records:
@@ -106,14 +112,16 @@ def build_comparison(
     threshold: float = 0.5,
     progress: bool = True,
     workers: int = 1,
+    limits: Optional[MaskLimits] = None,
 ) -> Comparison:
     """Compare the methods ``preds`` (``NAME=[KIND:]PATH`` strings) on ``dataset``. Every input
-    is opened and checked before any image is scored; nothing is written."""
+    is opened and checked before any image is scored; nothing is written. ``limits`` bound the
+    GT masks of a record and the masks of a results file (defaults: LIMITS.*)."""
     specs = [parse_method_spec(p) for p in preds]
     check_method_specs(specs)
-    records = load_dataset(dataset, dataset_root)
+    records = load_dataset(dataset, dataset_root, limits)
     names = [r["image_name"] for r in records]
-    sources = {spec.name: open_source(spec, names) for spec in specs}
+    sources = {spec.name: open_source(spec, names, limits) for spec in specs}
     comparison = compare_methods(
         dataset, records, sources, protocols, threshold, sod_metrics, progress, workers
     )

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..cli import SeqRankUserError
+
 __all__ = [
     "CompareInputError",
     "MAP_KINDS",
@@ -44,7 +46,7 @@ DETECT_SAMPLES = 8
 _COUNT_SUFFIX = re.compile(r"^(?P<name>.+)_count_(?P<n>\d+)$")
 
 
-class CompareInputError(ValueError):
+class CompareInputError(SeqRankUserError, ValueError):
     """Bad input of a method comparison (a map, a folder, a results file, an argument)."""
 
 

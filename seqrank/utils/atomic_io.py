@@ -1,9 +1,30 @@
-"""Atomic file writes: readers see either the old file or the whole new one, never a part."""
+"""Atomic file writes: readers see either the old file or the whole new one, never a part.
 
+A write goes to a temporary ``.<name>.<random>.tmp`` file in the destination directory, which is
+renamed over ``<name>`` when complete. While it is being written the temporary file holds an
+exclusive ``flock``; the kernel drops the lock when the writer dies, however it dies (SIGKILL
+included). :func:`remove_stale_temp_files` uses this to tell the leftovers of an interrupted write
+from a write in progress in another process.
+"""
+
+import errno
+import fcntl
 import os
+import re
+import stat
 import tempfile
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_files", "current_umask"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_files",
+    "current_umask",
+    "remove_stale_temp_files",
+]
+
+# mkstemp's random part: 8 characters of [a-z0-9_].
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 
 
 def atomic_write(path, write):
@@ -13,34 +34,79 @@ def atomic_write(path, write):
     within one file system; it is synced before the rename and removed if anything fails.
     """
     path = os.fspath(path)
-    tmp = _staged(path, write)
+    fd, tmp = _staged(path, write)
     try:
+        # Renamed while still locked, so a cleaner never sees it unlocked before it is done.
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
         raise
+    finally:
+        os.close(fd)
 
 
 def _staged(path, write):
-    """A synced temporary file beside ``path`` holding what ``write(f)`` wrote."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    """``(fd, name)`` of a synced temporary file beside ``path`` holding what ``write(f)`` wrote.
+
+    The descriptor stays open, and so the file locked, until the caller has renamed it and
+    closes ``fd``.
+    """
+    fd, tmp = _locked_temp_file(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates the file 0600; give it the mode a plain open() would have.
         os.chmod(tmp, 0o666 & ~current_umask())
     except BaseException:
+        # Removed before the lock is dropped, so no cleaner races this removal.
         _remove(tmp)
+        os.close(fd)
         raise
-    return tmp
+    return fd, tmp
 
 
 def _remove(tmp):
     if os.path.exists(tmp):
         os.remove(tmp)
+
+
+def _locked_temp_file(path):
+    """``(fd, name)`` of a new temporary file next to ``path``, exclusively locked.
+
+    A cleaner may remove the file between its creation and the lock (it was not locked yet); the
+    name then no longer refers to the locked file and another one is made.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    while True:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+        )
+        try:
+            _lock(fd, fcntl.LOCK_EX)
+            if _same_file(fd, tmp):
+                return fd, tmp
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _lock(fd, operation):
+    """``flock``; a file system without locks (e.g. NFS mounted ``nolock``) leaves it unlocked."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+
+
+def _same_file(fd, name):
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(name))
+    except FileNotFoundError:
+        return False
 
 
 def atomic_write_bytes(path, data):
@@ -55,15 +121,17 @@ def atomic_write_files(files):
     staged = []
     try:
         for path, data in files.items():
-            staged.append((_staged(os.fspath(path), lambda f, d=data: f.write(d)), path))
-        while staged:
-            tmp, path = staged[0]
+            fd, tmp = _staged(os.fspath(path), lambda f, d=data: f.write(d))
+            staged.append((fd, tmp, path))
+        for _, tmp, path in staged:
             os.replace(tmp, path)
-            staged.pop(0)
     except BaseException:
-        for tmp, _ in staged:
+        for _, tmp, _ in staged:
             _remove(tmp)
         raise
+    finally:
+        for fd, _, _ in staged:
+            os.close(fd)
 
 
 def current_umask():
@@ -71,3 +139,50 @@ def current_umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def remove_stale_temp_files(directory):
+    """Remove the temporary files that interrupted atomic writes left in ``directory``.
+
+    Only files named like :func:`atomic_write`'s temporaries (``.<name>.<random>.tmp``) whose lock
+    is free are removed: their writer is gone. A temporary still locked by a live writer (another
+    process saving into the same folder) is kept. Sub-folders are not searched.
+
+    Returns:
+        (removed, in_use): the lists of file names removed and kept because in use.
+    """
+    removed, in_use = [], []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return removed, in_use
+    for name in names:
+        if not _TEMP_NAME.fullmatch(name):
+            continue
+        outcome = _remove_if_unlocked(os.path.join(directory, name))
+        if outcome == "removed":
+            removed.append(name)
+        elif outcome == "in use":
+            in_use.append(name)
+    return removed, in_use
+
+
+def _remove_if_unlocked(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        # Gone already, a symbolic link or a folder: not one of ours.
+        return "skipped"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "skipped"
+        try:
+            _lock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "in use"
+        if not _same_file(fd, path):
+            return "skipped"
+        os.remove(path)
+        return "removed"
+    finally:
+        os.close(fd)

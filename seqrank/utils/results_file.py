@@ -4,87 +4,247 @@ A results file is ``torch.save`` of a dict ``image_name -> record`` where a reco
 ``image_name``, ``masks`` (list of COCO RLE dicts ``{"size": [H, W], "counts": bytes}``),
 ``bboxes``, ``scores``, ``saliency`` and ``num``; lists are in predicted rank order.
 H x W below is the size of an image (every mask of a record has the image's size).
+
+Results files come from users, so nothing in them is decoded before it is checked: the pickle is
+scanned (:mod:`seqrank.utils.safe_pickle`), each RLE's size must be at most ``max_mask_pixels``
+and a record's masks at most ``max_record_pixels`` together, and each RLE string must describe
+exactly H x W pixels (pycocotools writes runs without bounds checks, so a forged string would
+write past its buffer).
 """
 
+import numbers
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
+from ..cli import SeqRankUserError
 from .atomic_io import atomic_write
+from .safe_pickle import (
+    PickleLimitError,
+    check_torch_file,
+    describe_non_torch_file,
+    load_error_line,
+    refused_global,
+)
 
 __all__ = [
+    "MAX_MASK_PIXELS",
+    "MAX_RECORD_PIXELS",
+    "MaskLimits",
     "ResultsFileError",
+    "check_rle",
     "decode_masks",
     "encode_mask",
     "load_results",
+    "record_size",
     "save_results",
 ]
 
+# Defaults of LIMITS.MAX_MASK_PIXELS / LIMITS.MAX_RECORD_PIXELS (and the tools' options): a
+# 100 Mpx mask is 100 MB decoded (400 MB as float32); a record's masks together at most 4 such.
+MAX_MASK_PIXELS = 100_000_000
+MAX_RECORD_PIXELS = 400_000_000
+# Characters per number that the check decodes (60 bits); a valid count needs at most 7.
+_MAX_RUN_CHARS = 12
+_MASK32 = (1 << 32) - 1
 
-class ResultsFileError(ValueError):
+
+class ResultsFileError(SeqRankUserError, ValueError):
     """A results file is missing, unreadable or not structured as described above."""
 
 
-def load_results(path):
-    """Load a results file as ``{image_name: record}``.
+@dataclass(frozen=True)
+class MaskLimits:
+    """Largest mask (H x W pixels) and largest total of one record's masks accepted."""
 
-    ``weights_only=True`` is safe here because a results file holds only dicts, lists, strings,
-    bytes and numbers; anything else is rejected by torch's unpickler.
+    max_mask_pixels: int = MAX_MASK_PIXELS
+    max_record_pixels: int = MAX_RECORD_PIXELS
+
+    @classmethod
+    def from_cfg(cls, cfg):
+        return cls(int(cfg.LIMITS.MAX_MASK_PIXELS), int(cfg.LIMITS.MAX_RECORD_PIXELS))
+
+
+def load_results(path, limits=None):
+    """Load a results file as ``{image_name: record}``, every record and RLE checked.
 
     Raises:
-        ResultsFileError: one-line message naming ``path`` (missing file, not a torch file, or a
-            wrong structure).
+        ResultsFileError: one-line message naming ``path`` (missing file, not a torch file, a
+            wrong structure, an invalid or over-size RLE, or a pickle that would allocate more
+            than the file warrants).
     """
     path = os.fspath(path)
+    limits = limits or MaskLimits()
     if not os.path.isfile(path):
         raise ResultsFileError(f"results file not found: {path}")
     try:
+        problem = describe_non_torch_file(path)
+        if problem:
+            raise ResultsFileError(f"{path}: not a results file ({problem})")
+        check_torch_file(path)
+    except PickleLimitError as exc:
+        raise ResultsFileError(str(exc)) from None
+    except OSError as exc:
+        raise ResultsFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
-        raise ResultsFileError(f"{path}: not a results file ({_load_error_detail(exc)})") from exc
-    _check_structure(path, content)
+        raise ResultsFileError(f"{path}: not a results file ({_load_error_detail(exc)})") from None
+    _check_structure(path, content, limits)
     return content
 
 
 def _load_error_detail(exc):
-    """One line out of torch.load's (often multi-paragraph) error message."""
-    if isinstance(exc, EOFError):
-        return "empty or truncated file"
-    text = str(exc)
-    # torch's weights-only message buries the actual cause after this marker.
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    refused = refused_global(str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
+    if refused:
+        return (
+            f"it holds {refused}, but a results file holds only dicts, lists, strings, bytes "
+            "and numbers; refusing to unpickle it"
+        )
+    return load_error_line(exc)
 
 
-def _check_structure(path, content):
+def _check_structure(path, content, limits):
     if not isinstance(content, dict):
         raise ResultsFileError(
             f"{path}: expected a dict image_name -> record, got {type(content).__name__}"
         )
+    if _looks_like_checkpoint(content):
+        raise ResultsFileError(
+            f"{path}: this is a model checkpoint (it has a 'model' state_dict), not a results "
+            "file; evaluate checkpoints with `python train_net.py --eval-only ... MODEL.WEIGHTS`"
+        )
     for name, record in content.items():
         if not isinstance(record, dict) or not isinstance(record.get("masks"), list):
             raise ResultsFileError(f"{path}: record '{name}' has no 'masks' list")
-        for k, rle in enumerate(record["masks"]):
-            if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-                raise ResultsFileError(f"{path}: record '{name}' mask {k} is not a COCO RLE dict")
+        record_size(record, limits, f"{path}: record '{name}'")
 
 
-def decode_masks(record):
-    """Decode the RLE masks of one record into a list of N float32 arrays H x W (values 0/1)."""
+def _looks_like_checkpoint(content):
+    state = content.get("model")
+    return isinstance(state, dict) and any(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def record_size(record, limits=None, where="record"):
+    """``(H, W)`` shared by the masks of ``record`` (None without masks), every RLE checked.
+
+    Raises:
+        ResultsFileError: a mask is not a valid RLE, the masks disagree in size, or they exceed
+            ``limits`` (one mask, or all of them together).
+    """
+    checked = _checked_rles(record, limits or MaskLimits(), where)
+    return checked[0][:2] if checked else None
+
+
+def _checked_rles(record, limits, where):
+    """``[(H, W, counts bytes)]`` of the record's masks, after every check of record_size."""
+    checked, total = [], 0
+    for k, rle in enumerate(record["masks"]):
+        checked.append(check_rle(rle, f"{where} mask {k}", limits.max_mask_pixels))
+        total += checked[-1][0] * checked[-1][1]
+        if total > limits.max_record_pixels:
+            raise ResultsFileError(
+                f"{where}: its {len(record['masks'])} masks exceed {limits.max_record_pixels:,} "
+                "pixels together (LIMITS.MAX_RECORD_PIXELS / --max-record-pixels)"
+            )
+    sizes = sorted({(h, w) for h, w, _ in checked})
+    if len(sizes) > 1:
+        shown = ", ".join(f"{h} x {w}" for h, w in sizes)
+        raise ResultsFileError(f"{where}: its masks differ in size ({shown})")
+    return checked
+
+
+def check_rle(rle, where, max_pixels=MAX_MASK_PIXELS):
+    """Check one compressed COCO RLE; returns ``(H, W, counts as bytes)``.
+
+    Raises:
+        ResultsFileError naming ``where``: not a ``{"size", "counts"}`` dict, a size that is not
+            two positive integers or exceeds ``max_pixels``, or counts that are not a compressed
+            RLE string describing exactly H x W pixels.
+    """
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ResultsFileError(f"{where} is not a COCO RLE dict with 'size' and 'counts'")
+    size = rle["size"]
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size)
+        or min(size) < 1
+    ):
+        raise ResultsFileError(f"{where}: 'size' must be [height, width] > 0, got {size!r:.60}")
+    height, width = int(size[0]), int(size[1])
+    if height * width > max_pixels:
+        raise ResultsFileError(
+            f"{where}: a {height} x {width} mask exceeds {max_pixels:,} pixels "
+            "(LIMITS.MAX_MASK_PIXELS / --max-mask-pixels)"
+        )
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        try:
+            counts = counts.encode("ascii")
+        except UnicodeEncodeError:
+            raise ResultsFileError(f"{where}: 'counts' holds non-ASCII characters") from None
+    if not isinstance(counts, bytes):
+        raise ResultsFileError(
+            f"{where}: 'counts' must be a compressed RLE string (bytes or str), "
+            f"got {type(counts).__name__}"
+        )
+    problem = _counts_problem(counts, height * width)
+    if problem:
+        raise ResultsFileError(
+            f"{where}: invalid RLE counts for a {height} x {width} mask ({problem})"
+        )
+    return height, width, counts
+
+
+def _counts_problem(data, total):
+    """Why the compressed RLE string ``data`` does not describe ``total`` pixels, or None.
+
+    Mirrors pycocotools' ``rleFrString``: 6 bits per character ('0' + value), 5 of them data and
+    one continuation bit, a sign bit in the last character of each number, and from the fourth
+    number on each count is stored as the difference to the count two before it.
+    """
+    if not data:
+        return "empty"
+    codes = np.frombuffer(data, dtype=np.uint8).astype(np.int64) - 48
+    if codes.min() < 0 or codes.max() > 63:
+        return "characters outside '0'..'o'"
+    more = (codes & 0x20) != 0
+    if more[-1]:
+        return "it ends inside a number"
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > _MAX_RUN_CHARS:
+        return "a run length is too long"
+    shift = 5 * (np.arange(codes.size) - np.repeat(starts, lengths))
+    values = np.add.reduceat((codes & 0x1F) << shift, starts)
+    negative = (codes[ends] & 0x10) != 0
+    values = np.where(negative, values - (np.int64(1) << (5 * lengths)), values) & _MASK32
+    counts = values.copy()
+    counts[1::2] = np.cumsum(values[1::2]) & _MASK32
+    counts[2::2] = np.cumsum(values[2::2]) & _MASK32
+    covered = int(counts.sum())
+    if covered != total:
+        return f"its runs cover {covered:,} pixels, not {total:,}"
+    return None
+
+
+def decode_masks(record, limits=None, where="record"):
+    """Decode the RLE masks of one record into a list of N float32 arrays H x W (values 0/1).
+
+    Every RLE is checked first (see :func:`record_size`), so a forged one raises
+    :class:`ResultsFileError` instead of reaching pycocotools.
+    """
     masks = []
-    for rle in record["masks"]:
-        counts = rle["counts"]
-        # RLEs that went through JSON carry str counts; pycocotools wants bytes.
-        if isinstance(counts, str):
-            rle = {"size": list(rle["size"]), "counts": counts.encode("ascii")}
-        masks.append(mask_util.decode(rle).astype(np.float32))
+    for height, width, counts in _checked_rles(record, limits or MaskLimits(), where):
+        decoded = mask_util.decode({"size": [height, width], "counts": counts})
+        masks.append(decoded.astype(np.float32))
     return masks
 
 

@@ -16,13 +16,13 @@ import math
 import numbers
 import os
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 
 from PIL import Image
 
+from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested, user_errors
 from seqrank.utils.atomic_io import atomic_write_bytes
 from seqrank.utils.cli_logging import setup_cli_logging
 
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
 
-class ConversionError(ValueError):
+class ConversionError(SeqRankUserError, ValueError):
     """The source release is missing a file or holds a malformed record (message names it)."""
 
 
@@ -347,19 +347,18 @@ def add_switch_arguments(parser):
     parser.add_argument(
         "--dry-run", action="store_true", help="check the release and report, write nothing"
     )
+    add_debug_argument(parser)
 
 
 def run_cli(prog, convert, args, **options):
     """Log to stderr and run ``convert(root, output, splits, options)`` for parsed ``args``.
 
     ``options`` are extra ConvertOptions fields. Exits with a one-line ``"<prog>: error: ..."``
-    message on a ConversionError or OSError.
+    message (code 1) on a user error or OSError; ``--debug`` adds the traceback.
     """
     setup_cli_logging()
     switches = ConvertOptions(
         link=args.link, keep_unranked=args.keep_unranked, dry_run=args.dry_run, **options
     )
-    try:
+    with user_errors(prog, debug_requested(args), also=(OSError,)):
         convert(args.root, args.output, args.splits, switches)
-    except (ConversionError, OSError) as exc:
-        sys.exit(f"{prog}: error: {exc}")

@@ -44,6 +44,18 @@ def test_bench_inference_filtered_run_still_reports_a_ratio():
     assert "headline setting not run; the ratio is for tiny@384 b1" in out
 
 
+def test_bench_upload_memory_runs():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_upload_memory", "--uploads", "3", "--side", "300"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "HTTP [200]" in done.stdout and "GB peak" in done.stdout
+
+
 def test_bench_compare_runs_three_methods_and_reports_the_total():
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_compare", "--images", "6", "--height", "48",

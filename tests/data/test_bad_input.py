@@ -139,6 +139,26 @@ def test_exif_orientation_only_on_request(tmp_path):
     assert rgb[:5].mean() > 200 and rgb[-5:].mean() < 50  # the white left half is now on top
 
 
+def test_record_size_is_the_stored_or_the_rotated_size_of_the_image(tmp_path, caplog):
+    """Checked on the header before decoding; the image is read in stored order either way."""
+    path = tmp_path / "rotated.jpg"
+    _exif_rotated_jpeg(path)  # stored 12 x 20, shown 20 x 12
+    salient = [{"category_id": 1, "segmentation": [[0, 0, 5, 0, 5, 5]]}]
+    mapper = _mapper(is_train=False)
+    with caplog.at_level(logging.WARNING, logger="seqrank.data.mapper"):
+        stored = mapper(_record(path, 12, 20, salient))
+    assert stored["masks"].shape == (1, 12, 20) and "record says" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="seqrank.data.mapper"):
+        rotated = mapper(_record(path, 20, 12, salient))
+    assert rotated["masks"].shape == (1, 20, 12)
+    assert "image is 12x20 (HxW) but the record says 20x12 (its EXIF-rotated size)" in caplog.text
+    np.testing.assert_array_equal(rotated["image"], stored["image"])
+    with pytest.raises(
+        ValueError, match=r"says 30 x 40 \(height x width\) but the image is 12 x 20"
+    ):
+        mapper(_record(path, 30, 40, salient))
+
+
 # ----------------------------------------------------------------------------- annotations
 
 

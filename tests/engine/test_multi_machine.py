@@ -160,9 +160,44 @@ def test_a_killed_peer_ends_the_other_with_one_line(tmp_path):
     stderr = (tmp_path / "worker0.err").read_text()
     assert workers[0].returncode not in (0, None)
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("error: distributed job failed:"), stderr[-3000:]
+    assert last.startswith("train_net.py: error: distributed job failed:"), stderr[-3000:]
     assert "Traceback" not in stderr
     assert ended_after < 60 + 60, ended_after
+
+
+UNREGISTERED = "train_net.py: error: DATASETS.TEST: dataset 'nope' is not registered"
+
+
+def _frames_of_ours(stderr):
+    """Traceback frames in this repository's files (torchrun's own report has none)."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.strip().startswith("File ") and ("train_net.py" in line or "/seqrank/" in line)
+    ]
+
+
+def test_a_user_error_of_spawned_processes_is_printed_once(tmp_path):
+    require_shared()
+    proc = launchers.one_machine(tmp_path, "DATASETS.TEST", "('nope',)", num_gpus=2)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith(UNREGISTERED), proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == errors[0]
+    assert "Traceback" not in proc.stderr and "Terminating process" not in proc.stderr
+
+
+def test_a_user_error_under_torchrun_is_one_line_per_process(tmp_path):
+    require_shared()
+    proc = launchers.torchrun(tmp_path, "DATASETS.TEST", "('nope',)")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    # Each worker is a process of its own (under srun each has its own log): one line each, or
+    # only the first when torchrun stopped the other before it got there. torchrun then prints
+    # its own failure report, with a traceback of torchrun itself.
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("train_net.py: ")]
+    assert 1 <= len(errors) <= 2, proc.stderr[-3000:]
+    assert all(line.startswith(UNREGISTERED) for line in errors), errors
+    assert not _frames_of_ours(proc.stderr), proc.stderr[-3000:]
 
 
 def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):

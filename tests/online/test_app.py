@@ -3,15 +3,19 @@
 import base64
 import io
 import os
+import struct
 import subprocess
 import tempfile
 import threading
+import time
+import zlib
 
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 from PIL import Image
 
+import online.app as app_module
 from online.app import create_app, decode_upload
 from seqrank.utils.visualize import ranked_objects
 
@@ -329,6 +333,113 @@ def test_inference_is_serialised(monkeypatch):
     assert statuses == [200, 200]
     assert predictor.entered.acquire(timeout=0)  # the second call ran once the first was done
     assert predictor.max_active == 1
+
+
+def _png_header(width, height):
+    """A PNG that declares width x height pixels but holds almost nothing (a decompression bomb's
+    header: what the server must refuse before decoding)."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+@pytest.mark.parametrize("side", [8000, 20000])  # 64 Mpx (our limit), 400 Mpx (Pillow's too)
+def test_api_rank_over_size_headers_are_413_before_decoding(side):
+    client = create_app(FakePredictor()).test_client()
+    response = _post(client, data=_png_header(side, side), name="bomb.png")
+    assert response.status_code == 413
+    assert "pixels" in response.get_json()["error"]
+
+
+def test_16bit_upload_is_scaled_not_saturated():
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    rgb = decode_upload(_png_bytes(values))
+    np.testing.assert_array_equal(rgb[0, :, 0], [0, 1, 128, 255])
+
+
+def test_at_most_two_uploads_decode_at_once(monkeypatch):
+    state = {"active": 0, "peak": 0, "done": 0}
+    changed = threading.Condition()
+    real_decode = app_module.decode_upload
+
+    def decode_in_company(data, max_pixels):
+        # Each decode waits until a second one runs beside it (or the others are done), then
+        # lingers: without the limit, more uploads would pile in meanwhile.
+        with changed:
+            state["active"] += 1
+            state["peak"] = max(state["peak"], state["active"])
+            changed.notify_all()
+            changed.wait_for(lambda: state["active"] >= 2 or state["done"] >= 5, timeout=30)
+        time.sleep(0.05)
+        with changed:
+            state["active"] -= 1
+            state["done"] += 1
+            changed.notify_all()
+        return real_decode(data, max_pixels)
+
+    monkeypatch.setattr(app_module, "decode_upload", decode_in_company)
+    app = create_app(FakePredictor())
+    data = _png_bytes(np.zeros((16, 16, 3), np.uint8))
+    statuses = []
+
+    def worker():
+        statuses.append(_post(app.test_client(), data=data, name="x.png").status_code)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert statuses == [200] * 6 and state["peak"] == 2
+
+
+def test_upload_waiting_too_long_for_a_decode_is_503(monkeypatch):
+    monkeypatch.setattr(app_module, "DECODE_WAIT_S", 0.01)
+    app = create_app(FakePredictor(), max_decodes=1)
+    entered, release = threading.Event(), threading.Event()
+    real_decode = app_module.decode_upload
+
+    def held_decode(data, max_pixels):
+        entered.set()
+        release.wait(30)
+        return real_decode(data, max_pixels)
+
+    monkeypatch.setattr(app_module, "decode_upload", held_decode)
+    data = _png_bytes(np.zeros((16, 16, 3), np.uint8))
+    first = threading.Thread(target=lambda: _post(app.test_client(), data=data))
+    first.start()
+    assert entered.wait(30)
+    response = _post(app.test_client(), data=data)
+    release.set()
+    first.join(timeout=30)
+    assert response.status_code == 503 and "busy" in response.get_json()["error"]
+
+
+def test_an_upload_holds_its_slot_until_ranked(monkeypatch):
+    """The model ranks full-resolution images: an upload waiting for or inside the model still
+    counts against --max-concurrent-decodes, so full-size images never pile up."""
+    monkeypatch.setattr(app_module, "DECODE_WAIT_S", 0.01)
+    predictor = BlockingPredictor()
+    app = create_app(predictor, max_decodes=1)
+    data = _png_bytes(np.zeros((16, 16, 3), np.uint8))
+    statuses = []
+    first = threading.Thread(target=lambda: statuses.append(_post(app.test_client(), data=data)))
+    first.start()
+    try:
+        assert predictor.entered.acquire(timeout=60)
+        response = _post(app.test_client(), data=data)
+    finally:
+        predictor.release.set()
+        first.join(timeout=60)
+    assert response.status_code == 503 and "busy" in response.get_json()["error"]
+    assert [r.status_code for r in statuses] == [200]
+    assert _post(app.test_client(), data=data).status_code == 200  # the slot was given back
 
 
 @pytest.mark.parametrize(

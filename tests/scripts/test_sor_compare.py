@@ -173,7 +173,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, case
         args, named = example_args(output, f"A={bad}"), bad
     code, out, err = run_main(args, capsys)
     assert code == 2, (out, err)
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    lines = [ln for ln in err.splitlines() if ln.startswith("sor_compare: error:")]
     assert len(lines) == 1 and str(named) in lines[0], err
     assert "Traceback" not in err
     assert sorted(p.name for p in output.iterdir()) == ["comparison.md"]

@@ -1,11 +1,20 @@
-"""Atomic writes: whole file or old file, the usual file mode, no temporary left behind."""
+"""Atomic writes: whole file or old file, the usual file mode, no temporary left behind (also
+after SIGTERM or, via the start-up clean-up, SIGKILL)."""
 
 import os
+import signal
 import stat
+import time
 
 import pytest
 
-from seqrank.utils.atomic_io import atomic_write, atomic_write_files, current_umask
+from seqrank.cli import exit_on_sigterm
+from seqrank.utils.atomic_io import (
+    atomic_write,
+    atomic_write_files,
+    current_umask,
+    remove_stale_temp_files,
+)
 
 
 def test_written_file_gets_the_mode_of_a_plain_open(tmp_path):
@@ -29,6 +38,45 @@ def test_failing_writer_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == ["out.bin"]
 
 
+def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
+    stale = tmp_path / ".model_0000011.pth.k2j_x9az.tmp"
+    stale.write_bytes(b"partial")
+    others = [".hidden.tmp", "notes.tmp", ".model.pth.tmp", "model_0000011.pth"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"keep")
+    (tmp_path / ".dir.abcdefgh.tmp").mkdir()
+    seen = {}
+
+    def write_while_cleaning(f):
+        f.write(b"new")
+        seen["result"] = remove_stale_temp_files(tmp_path)
+
+    atomic_write(tmp_path / "out.bin", write_while_cleaning)
+    removed, in_use = seen["result"]
+    assert removed == [stale.name]
+    assert len(in_use) == 1 and in_use[0].startswith(".out.bin.")
+    assert (tmp_path / "out.bin").read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == sorted(others + [".dir.abcdefgh.tmp", "out.bin"])
+
+
+def test_sigterm_during_a_write_leaves_no_temporary(tmp_path):
+    previous = signal.getsignal(signal.SIGTERM)
+    exit_on_sigterm()
+
+    def killed_midway(f):
+        f.write(b"partial")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    try:
+        with pytest.raises(SystemExit) as info:
+            atomic_write(tmp_path / "model.pth", killed_midway)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert info.value.code == 143
+    assert os.listdir(tmp_path) == []
+
+
 def test_several_files_are_written_all_or_none(tmp_path):
     (tmp_path / "a.txt").write_bytes(b"old a")
     atomic_write_files({tmp_path / "a.txt": b"new a", tmp_path / "b.txt": b"new b"})
@@ -39,4 +87,19 @@ def test_several_files_are_written_all_or_none(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_files({tmp_path / "a.txt": b"newer a", tmp_path / "c.txt": object()})
     assert (tmp_path / "a.txt").read_bytes() == b"new a"
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt"]
+
+
+def test_several_files_stay_locked_until_renamed(tmp_path, monkeypatch):
+    """A start-up clean-up in another process never removes a staged file of a multi-file write."""
+    seen = []
+    real_replace = os.replace
+
+    def replace_while_cleaning(src, dst):
+        seen.append(remove_stale_temp_files(tmp_path))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_while_cleaning)
+    atomic_write_files({tmp_path / "a.txt": b"a", tmp_path / "b.txt": b"b"})
+    assert [(removed, len(in_use)) for removed, in_use in seen] == [([], 2), ([], 1)]
     assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt"]

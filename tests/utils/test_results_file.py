@@ -79,7 +79,10 @@ def test_errors_name_the_path(tmp_path):
         load_results(wrong)
     # A checkpoint is a dict too, but its values are not records.
     torch.save({"model": {"w": torch.zeros(2)}}, wrong)
-    with pytest.raises(ResultsFileError, match="record 'model' has no 'masks'"):
+    with pytest.raises(ResultsFileError, match="wrong.pth: this is a model checkpoint"):
+        load_results(wrong)
+    torch.save({"a": [1], "b": {"masks": 3}}, wrong)
+    with pytest.raises(ResultsFileError, match="record 'a' has no 'masks'"):
         load_results(wrong)
 
 

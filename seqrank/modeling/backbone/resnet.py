@@ -14,6 +14,8 @@ import torchvision
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
 from torch import nn
 
+from ...cli import ConfigError
+
 __all__ = [
     "TorchvisionResNet",
     "ResNeXt50",
@@ -46,7 +48,7 @@ class TorchvisionResNet(Backbone):
         self._out_features = list(cfg.MODEL.BACKBONE.FEATURE_KEYS)
         unknown = set(self._out_features) - set(_STAGES)
         if unknown:
-            raise ValueError(f"Unknown MODEL.BACKBONE.FEATURE_KEYS {sorted(unknown)}")
+            raise ConfigError(f"Unknown MODEL.BACKBONE.FEATURE_KEYS {sorted(unknown)}")
 
     def forward(self, x):
         """x: B x 3 x H x W -> {"res{i}": B x C_i x H/2^i x W/2^i} for the configured keys."""

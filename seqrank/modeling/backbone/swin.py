@@ -16,6 +16,8 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
 from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
+from ...cli import ConfigError
+
 __all__ = [
     "D2SwinTransformer",
     "SwinTransformer",
@@ -433,7 +435,7 @@ class D2SwinTransformer(SwinTransformer, Backbone):
         self._out_features = list(swin.OUT_FEATURES)
         unknown = set(self._out_features) - {f"res{i + 2}" for i in range(self.num_layers)}
         if unknown:
-            raise ValueError(f"Unknown MODEL.SWIN.OUT_FEATURES {sorted(unknown)}")
+            raise ConfigError(f"Unknown MODEL.SWIN.OUT_FEATURES {sorted(unknown)}")
         self._out_feature_strides = {f"res{i + 2}": 4 * 2**i for i in range(self.num_layers)}
         self._out_feature_channels = {f"res{i + 2}": c for i, c in enumerate(self.num_features)}
 

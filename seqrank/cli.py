@@ -1,0 +1,137 @@
+"""What every command-line entry point shares: the user-error types, how such errors end the
+process (one line, exit code 1; a traceback only with ``--debug`` or ``SEQRANK_DEBUG=1``) and how a
+process ends on SIGTERM."""
+
+import argparse
+import contextlib
+import functools
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import traceback
+
+__all__ = [
+    "ConfigError",
+    "DEBUG_ENV",
+    "MissingFileError",
+    "SeqRankUserError",
+    "add_debug_argument",
+    "debug_requested",
+    "exit_on_sigterm",
+    "one_line",
+    "positive_int",
+    "user_errors",
+]
+
+logger = logging.getLogger("seqrank")
+
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
+DEBUG_ENV = "SEQRANK_DEBUG"
+
+
+class SeqRankUserError(Exception):
+    """A problem with the user's input (a file, a config value, a command-line choice).
+
+    Its message is one line that names the file, key or record and the problem; the command-line
+    tools print it instead of a traceback.
+    """
+
+
+class MissingFileError(SeqRankUserError, FileNotFoundError):
+    """An input file or folder named by the user does not exist."""
+
+
+class ConfigError(SeqRankUserError, ValueError):
+    """A config file or value is invalid (the message names the file or key)."""
+
+
+def add_debug_argument(parser):
+    """``--debug``: show the traceback of a user error instead of its one-line message."""
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"on an input error, show the full traceback (also: {DEBUG_ENV}=1)",
+    )
+    return parser
+
+
+def positive_int(text):
+    """argparse ``type`` for an integer >= 1 (``_`` separators allowed: ``100_000_000``)."""
+    try:
+        value = int(str(text).replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def debug_requested(args=None):
+    """True when ``args.debug`` is set or the environment has ``SEQRANK_DEBUG`` set (not 0)."""
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def one_line(exc):
+    """The message of ``exc`` as one line.
+
+    An error re-raised from a data-loader worker carries the worker's traceback in its message;
+    its last line (without the exception's type) is the original message.
+    """
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Traceback (most recent call last)" in text:
+        last = lines[-1]
+        head, sep, rest = last.partition(": ")
+        return rest if sep and " " not in head else last
+    return lines[0] if len(lines) == 1 else " ".join(lines)
+
+
+@contextlib.contextmanager
+def user_errors(prog, debug=False, also=(), exit_code=1):
+    """End the process with ``"<prog>: error: <one line>"`` on stderr and ``exit_code`` when the
+    block raises a :class:`SeqRankUserError` (or one of the library errors in ``also`` that the
+    caller translates); with ``debug`` the traceback is printed first.
+
+    With the default exit code 1 the line is the ``SystemExit``'s message (Python prints it);
+    a tool documented to exit with another code (2 for ``sor_compare``) prints it itself.
+    """
+    try:
+        yield
+    except (SeqRankUserError, *also) as exc:
+        if debug:
+            traceback.print_exc()
+        line = f"{prog}: error: {one_line(exc)}"
+        if exit_code == 1:
+            raise SystemExit(line) from None
+        print(line, file=sys.stderr)
+        raise SystemExit(exit_code) from None
+
+
+def _stop(forward, signum, frame):
+    # A second SIGTERM while cleaning up kills the process the default way.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    logger.warning("Received SIGTERM: stopping (a checkpoint being written is discarded)")
+    if forward:
+        for child in multiprocessing.active_children():
+            child.terminate()
+    raise SystemExit(SIGTERM_EXIT_CODE)
+
+
+def exit_on_sigterm(forward_to_children=False):
+    """End this process through Python on SIGTERM (``SystemExit(143)``) instead of at once.
+
+    Python's default leaves ``finally`` blocks unrun, so an atomic write interrupted by SIGTERM
+    (e.g. a checkpoint save when a cluster scheduler stops the job) left its temporary file behind.
+    ``forward_to_children``: first pass SIGTERM on to this process's multiprocessing children
+    (the launcher of several training processes; not a trainer, whose children are data-loader
+    workers that torch shuts down itself). Only the main thread can install handlers; elsewhere
+    this does nothing.
+    """
+    try:
+        signal.signal(signal.SIGTERM, functools.partial(_stop, forward_to_children))
+    except ValueError:
+        pass
