@@ -31,13 +31,11 @@ import os
 import re
 import sys
 import time
-import warnings
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `python demo.py` from inside demo/ must find the seqrank package without an install.
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -91,7 +89,7 @@ def get_parser():
         help="accepted for compatibility with the original demo; it has no effect on SeqRank, "
         "which ranks objects until its objectness or saliency falls below 0.001",
     )
-    add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
+    add_predictor_arguments(parser)
     return parser
 
 

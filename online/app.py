@@ -60,7 +60,6 @@ import os
 import sys
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -73,6 +72,7 @@ from werkzeug.serving import make_server
 
 from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested, positive_int
 from seqrank.data.image_io import pil_to_rgb
+from seqrank.log_hygiene import plain_werkzeug_log
 from seqrank.predictor import add_predictor_arguments, build_predictor_from_args
 from seqrank.utils.cli_logging import setup_cli_logging
 from seqrank.utils.visualize import encode_png, ranked_objects, render_overlay, render_rank_colormap
@@ -378,7 +378,7 @@ def get_parser():
         f"{MAX_CONCURRENT_DECODES})",
     )
     add_debug_argument(parser)
-    add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
+    add_predictor_arguments(parser)
     return parser
 
 
@@ -398,7 +398,7 @@ def return_large_buffers_to_the_os():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_cli_logging(timestamps=True)
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
+    plain_werkzeug_log()
     try:
         predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
     except SeqRankUserError as exc:
