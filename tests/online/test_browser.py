@@ -72,9 +72,11 @@ def _wait_until_serving(proc, log_path, timeout=300):
 
 @pytest.fixture
 def server(repo_root, parity_dir, tmp_path):
-    """``sh launch.sh`` with the parity config (SEQRANK_CONFIG) on a port the OS picks when the
-    server binds (``--port 0``, so no other process can take it in between); always stopped."""
-    env = dict(os.environ, SEQRANK_CONFIG=str(parity_dir / "config.yaml"), PYTHON=sys.executable)
+    """``sh launch.sh`` with the parity checkpoint, whose config.yaml lies beside it (found
+    without SEQRANK_CONFIG), on a port the OS picks when the server binds (``--port 0``, so no
+    other process can take it in between); always stopped."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    env.pop("SEQRANK_CONFIG", None)
     command = ["sh", "launch.sh", str(parity_dir / "checkpoint.pth"), "--port", "0"]
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
