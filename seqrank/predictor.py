@@ -50,6 +50,8 @@ class SeqRankPredictor:
         self.model.eval()
         self.size = cfg.INPUT.FT_SIZE_TEST
         self.input_format = cfg.INPUT.FORMAT
+        # The config file and why it was chosen (set by from_checkpoint and the demos).
+        self.resolved_config = None
 
     @classmethod
     def from_checkpoint(cls, path, config_file=None, device=None, opts=()):
@@ -142,6 +144,8 @@ def _build(weights, resolved, opts):
     cfg.freeze()
     logger.info("loading %s on %s", weights, cfg.MODEL.DEVICE)
     try:
-        return SeqRankPredictor(cfg)
+        predictor = SeqRankPredictor(cfg)
     except CheckpointMismatchError as exc:
         raise CheckpointMismatchError(explain_mismatch(exc, weights, resolved)) from None
+    predictor.resolved_config = resolved
+    return predictor

@@ -40,7 +40,7 @@ def rank_color(rank):
     if rank <= len(FIXED_RANK_COLORS):
         return FIXED_RANK_COLORS[rank - 1]
     k = rank - len(FIXED_RANK_COLORS)
-    hue = (0.45 + k * _GOLDEN) % 1.0
+    hue = (0.12 + k * _GOLDEN) % 1.0
     saturation = (0.55, 0.85, 0.7)[k % 3]
     value = (0.95, 0.7, 0.5, 0.82)[k % 4]
     return tuple(int(round(c * 255)) for c in colorsys.hsv_to_rgb(hue, saturation, value))
