@@ -1,4 +1,4 @@
-"""Plain, non-repeating output: seqrank/log_hygiene.py, the package's warning filter, the palette."""
+"""Plain, non-repeating output (seqrank/log_hygiene.py, the warning filter) and the palette."""
 
 import logging
 import subprocess
