@@ -11,8 +11,10 @@ venv:
 venv-dev:
 	@bash tools/bootstrap.sh --dev
 
+# make demo [WEIGHTS=path/to/ckp.pth [CONFIG=configs/swinL.yaml]]: with real weights, also rank
+# the photos of demo/examples.
 demo: venv
-	@$(PY) -m scripts.run_demo
+	@$(PY) -m scripts.run_demo $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CONFIG),--config $(CONFIG))
 
 test: venv-dev
 	@$(PY) -m pytest -q $(PYTEST_ARGS)

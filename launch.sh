@@ -3,15 +3,16 @@
 #
 #   sh launch.sh PATH_TO_CHECKPOINT [--host H] [--port P] [--max-upload-mb N] [--max-side N]
 #
-# Serves http://127.0.0.1:10000 by default. The config follows the checkpoint's file name, as in
-# the original: *correct_ckp.pth -> configs/swinL_correct.yaml, anything else -> configs/swinL.yaml;
-# set SEQRANK_CONFIG=path/to/config.yaml to choose another. Runs on the CPU when there is no GPU.
+# Serves http://127.0.0.1:10000 by default. The config follows the checkpoint: SEQRANK_CONFIG when
+# set, else config.yaml in the checkpoint's folder (what training writes to OUTPUT_DIR), else the
+# original's file-name rule (*correct_ckp.pth -> configs/swinL_correct.yaml, anything else ->
+# configs/swinL.yaml); the server logs which and why. Runs on the CPU when there is no GPU.
 # Uses .venv/bin/python when it exists (else python3; override with PYTHON=...). Installs nothing.
 set -eu
 
 usage() {
     echo "usage: sh launch.sh PATH_TO_CHECKPOINT [--host H] [--port P] [--max-upload-mb N]" >&2
-    echo "       (SEQRANK_CONFIG=config.yaml overrides the config chosen from the file name)" >&2
+    echo "       (SEQRANK_CONFIG=config.yaml overrides the config that follows the checkpoint)" >&2
 }
 
 if [ $# -lt 1 ]; then
@@ -32,12 +33,6 @@ if [ ! -f "$checkpoint" ]; then
     exit 1
 fi
 
-case "$checkpoint" in
-    *correct_ckp.pth) config=configs/swinL_correct.yaml ;;
-    *) config=configs/swinL.yaml ;;
-esac
-config=${SEQRANK_CONFIG:-$config}
-
 # Paths given relative to the caller's directory stay valid after the cd below.
 absolute() {
     case "$1" in
@@ -46,8 +41,9 @@ absolute() {
     esac
 }
 checkpoint=$(absolute "$checkpoint")
-if [ -n "${SEQRANK_CONFIG:-}" ] && [ -f "$SEQRANK_CONFIG" ]; then
-    config=$(absolute "$SEQRANK_CONFIG")
+if [ -n "${SEQRANK_CONFIG:-}" ]; then
+    SEQRANK_CONFIG=$(absolute "$SEQRANK_CONFIG")
+    export SEQRANK_CONFIG
 fi
 
 cd "$(dirname "$0")"
@@ -59,6 +55,5 @@ else
     python=python3
 fi
 
-echo "launch.sh: config $config, checkpoint $checkpoint" >&2
-exec "$python" -m online.app --config-file "$config" --output output "$@" \
+exec "$python" -m online.app --output output "$@" \
     --opts MODEL.WEIGHTS "$checkpoint"

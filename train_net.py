@@ -19,16 +19,13 @@ line and exit code 1; --debug (or SEQRANK_DEBUG=1) shows its traceback.
 
 import logging
 import os
-import warnings
 
-# detectron2 (pinned commit) calls torch.jit.script at import; not ours to fix, and not news.
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
-
+# First: seqrank's import filters detectron2's torch.jit.script FutureWarnings (seqrank/__init__).
+import seqrank  # noqa: F401  isort: skip  (also registers the model components)
 from detectron2.engine import default_argument_parser  # noqa: E402
 from detectron2.evaluation import verify_results  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
-import seqrank  # noqa: E402,F401  (registers the model components)
 from seqrank.cli import (  # noqa: E402
     DEBUG_ENV,
     ConfigError,
@@ -37,6 +34,7 @@ from seqrank.cli import (  # noqa: E402
     exit_on_sigterm,
     user_errors,
 )
+from seqrank.config_resolution import mismatch_explained  # noqa: E402
 from seqrank.engine import Trainer, setup  # noqa: E402
 from seqrank.engine.launch import PeerLost, add_launch_arguments, launch_job  # noqa: E402
 
@@ -69,7 +67,9 @@ def main(args):
                 raise ConfigError("DATASETS.TEST is empty: nothing to evaluate")
             if not cfg.MODEL.WEIGHTS and not args.resume:
                 raise ConfigError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
-            model = Trainer.load_for_eval(cfg, resume=args.resume)
+            resolved = getattr(args, "resolved_config", None)
+            with mismatch_explained(cfg.MODEL.WEIGHTS, resolved):
+                model = Trainer.load_for_eval(cfg, resume=args.resume)
             results = Trainer.test(cfg, model)
             if comm.is_main_process():
                 verify_results(cfg, results)

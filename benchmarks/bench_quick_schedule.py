@@ -1,28 +1,34 @@
 """Reproduce the quick schedule's learning result (docs/QUICK_SCHEDULE.md).
 
 Generates the synthetic benchmark (cached when it is already there), trains
-``configs/quick_schedules/synsor_tiny.yaml`` with ``train_net.py`` in a subprocess, then evaluates
-on the synthetic test split, under protocol ``seqrank``, both the trained model and a randomly
-initialised model with the same config and seed (the baseline). Prints::
+``configs/quick_schedules/synsor_tiny.yaml`` (or ``--config-file``, e.g. the long schedule) with
+``train_net.py`` in a subprocess, once per seed, then evaluates on the synthetic test split, under
+protocol ``seqrank``, each trained model and a randomly initialised model with the same config
+(the baseline). Prints one line per seed, then::
 
-    train_wall_s: <float>     (only when it trained)
-    s_per_iter: <float>       (detectron2's "Overall training speed" of the last run in the log)
-    sa_sor: <float>
+    train_wall_s: <float>     (mean over seeds; only when it trained)
+    s_per_iter: <float>       (mean of detectron2's "Overall training speed" of each run)
     sor: <float>
     untrained_sa_sor: <float>
     untrained_sor: <float>
     ratio: <float>            (trained sor / untrained sor; the divisor is floored at 0.01)
+    sa_sor: <mean>  min <float>  max <float>  spread <max - min>  seeds <n>
+    top2: <mean>  min <float>  max <float>  spread <max - min>  seeds <n>
 
 Usage (from the repository root)::
 
-    python -m benchmarks.bench_quick_schedule [--skip-train] [--threads N] [--config-file CFG] \
-        [KEY VALUE ...]
+    python -m benchmarks.bench_quick_schedule [--order chain|global] [--seeds 0,1,2] \
+        [--skip-train] [--threads N] [--config-file CFG] [KEY VALUE ...]
 
-``--skip-train`` evaluates ``OUTPUT_DIR/model_final.pth`` of an earlier run. ``--threads`` (default
-1) sets OMP_NUM_THREADS for the training subprocess: with two threads this tiny model slows down
-about tenfold as soon as another process competes for the 2 cores (docs/QUICK_SCHEDULE.md), while
-on an idle machine one thread is about as fast. Trailing ``KEY VALUE``
-pairs override the config for training and both evaluations, as with ``train_net.py``.
+``--order`` picks the synthetic variant (``chain``: dataset ``synsor``; ``global``: dataset
+``synsor_global``; docs/SYNTHETIC.md). ``--seeds`` (default: the config's SEED) trains one model
+per seed (``SEED`` and the data-loader order change; the dataset stays the same); each run writes
+to ``OUTPUT_DIR`` when it is the config's own seed on the chain variant, else to
+``OUTPUT_DIR/<order>_seed<s>``. ``--skip-train`` evaluates the ``model_final.pth`` of earlier runs.
+``--threads`` (default 1) sets OMP_NUM_THREADS for the training subprocesses: with two threads
+this tiny model slows down about tenfold as soon as another process competes for the 2 cores
+(docs/QUICK_SCHEDULE.md). Trailing ``KEY VALUE`` pairs override the config for training and
+evaluation, as with ``train_net.py``.
 """
 
 import argparse
@@ -48,8 +54,9 @@ logger = logging.getLogger("seqrank.bench")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "configs/quick_schedules/synsor_tiny.yaml"
 # Same as: python -m scripts.make_synthetic_sor --root <DATASETS.ROOT> --name synsor --seed 0
-#              --num-train 600 --num-test 100 --size 128
-DATASET = {"name": "synsor", "seed": 0, "num_train": 600, "num_test": 100, "height": 128}
+#              --num-train 600 --num-test 100 --size 128 [--order global --name synsor_global]
+DATASET = {"seed": 0, "num_train": 600, "num_test": 100, "height": 128}
+DATASET_NAMES = {"chain": "synsor", "global": "synsor_global"}
 SPEED_LINE = re.compile(r"Overall training speed: .*\(([0-9.]+) s / it\)")
 MIN_DIVISOR = 0.01
 
@@ -61,6 +68,17 @@ def parse_args(argv=None):
         "--skip-train", action="store_true", help="evaluate OUTPUT_DIR/model_final.pth only"
     )
     parser.add_argument(
+        "--order",
+        choices=sorted(DATASET_NAMES),
+        default="chain",
+        help="synthetic variant: chain (dataset synsor, default) or global (synsor_global)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=_seed_list,
+        help="comma-separated training seeds, e.g. 0,1,2 (default: the config's SEED)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -70,6 +88,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _seed_list(text):
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("expected at least one seed")
+    return seeds
+
+
 def load_cfg(config_file, opts):
     cfg = build_cfg(config_file, opts, num_gpus=1)
     for note in fit_to_machine(cfg):
@@ -77,10 +105,30 @@ def load_cfg(config_file, opts):
     return cfg
 
 
-def make_dataset(cfg):
+def make_dataset(cfg, order):
     spec = dict(DATASET)
     size = spec.pop("height")
-    return make_synthetic_sor(cfg.DATASETS.ROOT, height=size, width=size, progress=False, **spec)
+    return make_synthetic_sor(
+        cfg.DATASETS.ROOT,
+        name=DATASET_NAMES[order],
+        order=order,
+        height=size,
+        width=size,
+        progress=False,
+        **spec,
+    )
+
+
+def variant_opts(order):
+    """Config overrides that train and test on the synthetic variant ``order``."""
+    name = DATASET_NAMES[order]
+    return ["DATASETS.TRAIN", f"('{name}_train',)", "DATASETS.TEST", f"('{name}_test',)"]
+
+
+def run_dir(cfg, order, seed, default_seed):
+    if order == "chain" and seed == default_seed:
+        return cfg.OUTPUT_DIR
+    return os.path.join(cfg.OUTPUT_DIR, f"{order}_seed{seed}")
 
 
 def train(config_file, opts, threads):
@@ -119,6 +167,33 @@ def evaluate(cfg, weights, output_dir):
     return results.get(cfg.DATASETS.TEST[0], results)
 
 
+def train_and_evaluate(args, config_file, base_opts, cfg, seed):
+    """Train (unless ``--skip-train``) and evaluate one seed; returns its result line values."""
+    out = run_dir(cfg, args.order, seed, cfg.SEED)
+    opts = base_opts + ["SEED", str(seed), "OUTPUT_DIR", out]
+    line = {"seed": seed}
+    if not args.skip_train:
+        line["train_wall_s"] = train(config_file, opts, args.threads)
+    line["s_per_iter"] = seconds_per_iter(out)
+    final = os.path.join(out, "model_final.pth")
+    if not os.path.isfile(final):
+        sys.exit(f"error: {final} not found: train first (without --skip-train)")
+    seed_cfg = load_cfg(config_file, opts)
+    metrics = evaluate(seed_cfg, final, out)
+    line.update({key: metrics[key] for key in ("sa_sor", "sor", "mae", "top1", "top2")})
+    return line
+
+
+def spread_line(name, values):
+    values = [_finite(v) for v in values]
+    low, high = min(values), max(values)
+    mean = sum(values) / len(values)
+    return (
+        f"{name}: {mean:.4f}  min {low:.4f}  max {high:.4f}  spread {high - low:.4f}"
+        f"  seeds {len(values)}\n"
+    )
+
+
 def main(argv=None):
     setup_logger(name="seqrank")
     setup_logger(name="detectron2")
@@ -128,25 +203,39 @@ def main(argv=None):
     os.chdir(REPO)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    cfg = load_cfg(config_file, args.opts)
-    make_dataset(cfg)
+    base_opts = variant_opts(args.order) + list(args.opts)
+    cfg = load_cfg(config_file, base_opts)
+    make_dataset(cfg, args.order)
     register_sor_datasets(cfg.DATASETS.ROOT, tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST))
 
+    runs = [
+        train_and_evaluate(args, config_file, base_opts, cfg, seed)
+        for seed in (args.seeds or [cfg.SEED])
+    ]
+    untrained = evaluate(cfg, "", os.path.join(cfg.OUTPUT_DIR, f"untrained_{args.order}"))
+    text = "".join(
+        f"seed {r['seed']}: "
+        + "  ".join(f"{k} {_finite(v):.4f}" for k, v in r.items() if k != "seed")
+        + "\n"
+        for r in runs
+    )
     lines = {}
     if not args.skip_train:
-        lines["train_wall_s"] = train(config_file, args.opts, args.threads)
-    lines["s_per_iter"] = seconds_per_iter(cfg.OUTPUT_DIR)
-    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
-    if not os.path.isfile(final):
-        sys.exit(f"error: {final} not found: train first (without --skip-train)")
-    trained = evaluate(cfg, final, cfg.OUTPUT_DIR)
-    untrained = evaluate(cfg, "", os.path.join(cfg.OUTPUT_DIR, "untrained"))
-    lines["sa_sor"] = trained["sa_sor"]
-    lines["sor"] = trained["sor"]
+        lines["train_wall_s"] = _mean(r["train_wall_s"] for r in runs)
+    lines["s_per_iter"] = _mean(r["s_per_iter"] for r in runs)
+    lines["sor"] = _mean(r["sor"] for r in runs)
     lines["untrained_sa_sor"] = untrained["sa_sor"]
     lines["untrained_sor"] = untrained["sor"]
-    lines["ratio"] = trained["sor"] / max(_finite(untrained["sor"]), MIN_DIVISOR)
-    sys.stdout.write("".join(f"{key}: {value:.4f}\n" for key, value in lines.items()))
+    lines["ratio"] = lines["sor"] / max(_finite(untrained["sor"]), MIN_DIVISOR)
+    text += "".join(f"{key}: {value:.4f}\n" for key, value in lines.items())
+    text += spread_line("sa_sor", [r["sa_sor"] for r in runs])
+    text += spread_line("top2", [r["top2"] for r in runs])
+    sys.stdout.write(text)
+
+
+def _mean(values):
+    values = [_finite(v) for v in values]
+    return sum(values) / len(values)
 
 
 def _finite(value):

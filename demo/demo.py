@@ -19,6 +19,11 @@ unreadable inputs are reported and skipped. An input inside ``--output`` is a co
 (the next run would rank this run's outputs). Exit status: 0 if at least one image was processed,
 1 otherwise (2 for command-line errors); ``--debug`` shows the traceback of a model that cannot
 be built. Runs on the CPU when there is no GPU.
+
+``--video-input clip.mp4`` writes ``{output}/clip_ranked.mp4`` (each frame drawn as an overlay)
+and ``{output}/clip.jsonl`` (one JSON line per frame: ranks, boxes, scores, saliency, RLE masks);
+``--webcam`` ranks the default camera live in a window and says so in one line when there is no
+camera. A video that cannot be read is one error line and exit status 1.
 """
 
 import argparse
@@ -31,13 +36,11 @@ import os
 import re
 import sys
 import time
-import warnings
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `python demo.py` from inside demo/ must find the seqrank package without an install.
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -57,6 +60,7 @@ from seqrank.utils.visualize import (  # noqa: E402
     render_overlay,
     render_rank_colormap,
 )
+from seqrank.video import check_video, rank_video, rank_webcam  # noqa: E402
 
 logger = logging.getLogger("seqrank.demo")
 
@@ -70,10 +74,22 @@ def get_parser():
         epilog="Example: python demo.py --config-file ../configs/swinL.yaml "
         "--input examples/*.jpg --output output --opts MODEL.WEIGHTS seqrank_irsr_swinL_ckp.pth",
     )
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--video-input",
+        metavar="VIDEO",
+        help="rank every frame of a video: writes OUTPUT/<name>_ranked.mp4 (overlays) and "
+        "OUTPUT/<name>.jsonl (one line per frame: ranks, scores, RLE masks)",
+    )
+    source.add_argument(
+        "--webcam",
+        action="store_true",
+        help="rank the frames of the default camera live in a window (Esc quits); records go "
+        "to OUTPUT/webcam.jsonl",
+    )
+    source.add_argument(
         "--input",
         nargs="+",
-        required=True,
         metavar="PATH",
         help="image files, glob patterns (quote them to let the demo expand them) or directories",
     )
@@ -91,7 +107,7 @@ def get_parser():
         help="accepted for compatibility with the original demo; it has no effect on SeqRank, "
         "which ranks objects until its objectness or saliency falls below 0.001",
     )
-    add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
+    add_predictor_arguments(parser)
     return parser
 
 
@@ -259,10 +275,30 @@ def run(args, paths):
     return processed
 
 
+def run_video(args):
+    """``--video-input`` / ``--webcam``: exit status 0, or 1 with one error line."""
+    try:
+        if args.video_input:
+            check_video(args.video_input)  # before the model is built: a bad file fails fast
+        predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
+        if args.webcam:
+            rank_webcam(predictor, args.output)
+        else:
+            video, jsonl, count = rank_video(predictor, args.video_input, args.output)
+            logger.info("%d frames: %s and %s", count, video, jsonl)
+    except SeqRankUserError as exc:
+        logger.error("%s", exc, exc_info=debug_requested(args))
+        return 1
+    return 0
+
+
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
     setup_cli_logging(timestamps=True)
+    if args.video_input or args.webcam:
+        with logging_redirect_tqdm():
+            return run_video(args)
     paths = expand_inputs(args.input)
     clash = inputs_in_output(paths, args.output)
     if clash:

@@ -3,9 +3,9 @@
 #
 #   sh demo/demo.sh PATH_TO_CHECKPOINT [extra demo.py options]
 #
-# Uses ../configs/swinL.yaml like the original; a *correct_ckp.pth checkpoint gets
-# ../configs/swinL_correct.yaml instead (it does not load with swinL.yaml), and
-# SEQRANK_CONFIG=path/to/config.yaml overrides both. Outputs go to demo/output/.
+# The config follows the checkpoint (demo.py logs which and why): SEQRANK_CONFIG when set, else
+# config.yaml in the checkpoint's folder, else the original's file-name rule (*correct_ckp.pth ->
+# configs/swinL_correct.yaml, anything else -> configs/swinL.yaml). Outputs go to demo/output/.
 set -eu
 
 if [ $# -lt 1 ]; then
@@ -18,15 +18,12 @@ case "$checkpoint" in
     /*) ;;
     *) checkpoint="$(pwd)/$checkpoint" ;;
 esac
-case "$checkpoint" in
-    *correct_ckp.pth) config=../configs/swinL_correct.yaml ;;
-    *) config=../configs/swinL.yaml ;;
-esac
 if [ -n "${SEQRANK_CONFIG:-}" ]; then
     case "$SEQRANK_CONFIG" in
-        /*) config=$SEQRANK_CONFIG ;;
-        *) config="$(pwd)/$SEQRANK_CONFIG" ;;
+        /*) ;;
+        *) SEQRANK_CONFIG="$(pwd)/$SEQRANK_CONFIG" ;;
     esac
+    export SEQRANK_CONFIG
 fi
 
 cd "$(dirname "$0")"
@@ -38,5 +35,5 @@ else
     python=python3
 fi
 
-exec "$python" demo.py --config-file "$config" --input examples/*.jpg --output output "$@" \
+exec "$python" demo.py --input examples/*.jpg --output output "$@" \
     --opts MODEL.WEIGHTS "$checkpoint"

@@ -15,13 +15,19 @@ Routes:
     {"image": {"height", "width", "original_height", "original_width",
                "display_height", "display_width"},
      "objects": [{"rank", "bbox": [x1, y1, x2, y2], "objectness", "saliency",
-                  "mask": {"size": [h, w], "counts": str}, "color": "#rrggbb"}, ...],
+                  "mask": {"size": [h, w], "counts": str}, "color": "#rrggbb",
+                  "label_box": [x1, y1, x2, y2] or null}, ...],
      "colormap_png_base64": str, "overlay_png_base64": str}
 
   Objects are in rank order; ``mask`` is a COCO RLE at the uploaded image's full resolution
   (``height`` x ``width``, equal to ``original_*``), and boxes are in its pixels; ``color`` is the
-  rank's colour in the colour map. The colour map and overlay PNGs are ``display_height`` x
-  ``display_width``.
+  rank's colour in the colour map, the overlay and the table (one palette); ``label_box`` is where
+  the overlay's label of that rank lies, in display pixels. The colour map and overlay PNGs are
+  ``display_height`` x ``display_width``.
+
+The page shows the checkpoint and config in use (and why that config) and the model's training
+datasets; for a model trained on the synthetic benchmark it says that its ranks on photos are not
+meaningful. ``GET /favicon.ico`` serves the icon.
 
 Errors are JSON ``{"error": message}`` (an HTML page with the message for ``POST /``):
 
@@ -60,7 +66,6 @@ import os
 import sys
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -73,6 +78,8 @@ from werkzeug.serving import make_server
 
 from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested, positive_int
 from seqrank.data.image_io import pil_to_rgb
+from seqrank.demo_page import is_synthetic
+from seqrank.log_hygiene import plain_werkzeug_log
 from seqrank.predictor import add_predictor_arguments, build_predictor_from_args
 from seqrank.utils.cli_logging import setup_cli_logging
 from seqrank.utils.visualize import encode_png, ranked_objects, render_overlay, render_rank_colormap
@@ -234,7 +241,8 @@ class _Ranker:
             result = self.predictor(image, "upload")
             shown = display_result(result, display.shape[:2])
             colormap = render_rank_colormap(shown, *display.shape[:2])
-            overlay = cv2.cvtColor(render_overlay(display, shown), cv2.COLOR_RGB2BGR)
+            overlay, labels = render_overlay(display, shown, with_labels=True)
+            overlay = cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)
             elapsed = time.perf_counter() - start
         logger.info(
             "ranked a %dx%d upload: %d objects in %.2fs", width, height, result["num"], elapsed
@@ -248,10 +256,31 @@ class _Ranker:
                 "display_height": display.shape[0],
                 "display_width": display.shape[1],
             },
-            "objects": ranked_objects(result),
+            "objects": _with_label_boxes(ranked_objects(result), labels),
             "colormap_png_base64": _b64(encode_png(colormap)),
             "overlay_png_base64": _b64(encode_png(overlay)),
         }, display
+
+
+def _with_label_boxes(objects, labels):
+    """Add each object's ``label_box`` (its label in the overlay, display pixels, or None)."""
+    boxes = {label.rank: label.as_list() for label in labels}
+    for obj in objects:
+        obj["label_box"] = boxes.get(obj["rank"])
+    return objects
+
+
+def model_info(predictor):
+    """What the page says about the model: checkpoint, config (and why), training datasets."""
+    cfg = getattr(predictor, "cfg", None)
+    resolved = getattr(predictor, "resolved_config", None)
+    datasets = list(cfg.DATASETS.TRAIN) if cfg is not None else []
+    return {
+        "checkpoint": cfg.MODEL.WEIGHTS if cfg is not None else "",
+        "config": resolved.describe() if resolved is not None else "",
+        "train_datasets": datasets,
+        "synthetic": is_synthetic(datasets),
+    }
 
 
 def _input_jpeg_base64(image_rgb):
@@ -261,7 +290,9 @@ def _input_jpeg_base64(image_rgb):
 
 def _page(status=200, **context):
     max_bytes = current_app.config["MAX_CONTENT_LENGTH"]
-    return render_template("index.html", max_upload_bytes=max_bytes, **context), status
+    model = current_app.config["SEQRANK_MODEL_INFO"]
+    page = render_template("index.html", max_upload_bytes=max_bytes, model=model, **context)
+    return page, status
 
 
 def _json_error(status, message, headers=None):
@@ -280,6 +311,10 @@ def _register_routes(app, ranker):
     @app.get("/")
     def index():
         return _page()
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return app.send_static_file("favicon.svg")
 
     @app.post("/")
     def rank_form():
@@ -338,6 +373,7 @@ def create_app(
     app = Flask(__name__)
     app.request_class = _InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+    app.config["SEQRANK_MODEL_INFO"] = model_info(predictor)
     _register_routes(app, _Ranker(predictor, max_side, max_pixels, max_decodes))
     _register_error_handlers(app, max_upload_mb)
     return app
@@ -378,7 +414,7 @@ def get_parser():
         f"{MAX_CONCURRENT_DECODES})",
     )
     add_debug_argument(parser)
-    add_predictor_arguments(parser, os.path.join(REPO_ROOT, "configs", "swinL.yaml"))
+    add_predictor_arguments(parser)
     return parser
 
 
@@ -398,7 +434,7 @@ def return_large_buffers_to_the_os():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_cli_logging(timestamps=True)
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
+    plain_werkzeug_log()
     try:
         predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
     except SeqRankUserError as exc:

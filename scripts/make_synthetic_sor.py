@@ -46,6 +46,13 @@ def parse_args(argv=None):
     parser.add_argument("--height", type=_positive_int, help="image height (overrides --size)")
     parser.add_argument("--width", type=_positive_int, help="image width (overrides --size)")
     parser.add_argument(
+        "--order",
+        choices=("chain", "global"),
+        default="chain",
+        help="GT attention order after the most conspicuous object: chain = nearest unvisited "
+        "object next (default), global = largest unvisited object next (docs/SYNTHETIC.md)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="regenerate even if the dataset already exists"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -65,6 +72,7 @@ def main(argv=None):
             height=args.height or args.size,
             width=args.width or args.size,
             force=args.force,
+            order=args.order,
             progress=not args.no_progress,
         )
     except (ValueError, OSError) as exc:

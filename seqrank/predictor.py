@@ -9,8 +9,14 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 
-from .checkpoint import TRUST_ENV, SeqRankCheckpointer, check_checkpoint_path
+from .checkpoint import (
+    TRUST_ENV,
+    CheckpointMismatchError,
+    SeqRankCheckpointer,
+    check_checkpoint_path,
+)
 from .cli import ConfigError
+from .config_resolution import explain_mismatch, resolve_config, weights_from_opts
 from .engine.setup import build_cfg, fit_to_machine
 
 __all__ = ["SeqRankPredictor", "add_predictor_arguments", "build_predictor_from_args", "preprocess"]
@@ -44,6 +50,27 @@ class SeqRankPredictor:
         self.model.eval()
         self.size = cfg.INPUT.FT_SIZE_TEST
         self.input_format = cfg.INPUT.FORMAT
+        # The config file and why it was chosen (set by from_checkpoint and the demos).
+        self.resolved_config = None
+
+    @classmethod
+    def from_checkpoint(cls, path, config_file=None, device=None, opts=()):
+        """A predictor for the checkpoint ``path``.
+
+        Args:
+            path: checkpoint file (``.pth``).
+            config_file: its config; ``None`` resolves it as the demos do (``SEQRANK_CONFIG``,
+                then ``config.yaml`` beside the checkpoint, then the file-name rule), see
+                :mod:`seqrank.config_resolution`.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` takes the config's
+                (``cuda``, which falls back to the CPU where there is no GPU).
+            opts: further config overrides as a KEY VALUE list.
+
+        Raises:
+            SeqRankUserError: one line naming the file and the problem.
+        """
+        opts = list(opts) + (["MODEL.DEVICE", str(device)] if device is not None else [])
+        return _build(path, resolve_config(path, config_file), opts)
 
     def __call__(self, image_rgb, image_name=0):
         height, width = image_rgb.shape[:2]
@@ -59,18 +86,24 @@ class SeqRankPredictor:
             return self.model([inputs])[0]
 
 
-def add_predictor_arguments(parser, default_config):
-    """``--config-file``, ``--trust-checkpoint`` and ``--opts`` (last: it takes the rest)."""
+def add_predictor_arguments(parser, default_config=None):
+    """``--config-file``, ``--trust-checkpoint`` and ``--opts`` (last: it takes the rest).
+
+    Without ``--config-file`` the config follows the checkpoint (:func:`resolve_config`):
+    ``SEQRANK_CONFIG``, then ``config.yaml`` beside the checkpoint, then its file name.
+    """
     parser.add_argument(
         "--config-file",
         default=default_config,
         metavar="FILE",
-        help="model config (configs/swinL_correct.yaml for *_correct_ckp.pth checkpoints)",
+        help="model config; default: $SEQRANK_CONFIG, else config.yaml in the checkpoint's "
+        "folder (written by training), else by file name: *correct_ckp.pth -> "
+        "configs/swinL_correct.yaml, other names -> configs/swinL.yaml",
     )
     parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow checkpoints that hold arbitrary pickled objects (only for files you trust)",
+        help="allow checkpoints that hold arbitrary pickled objects (only files you trust)",
     )
     parser.add_argument(
         "--opts",
@@ -83,22 +116,36 @@ def add_predictor_arguments(parser, default_config):
 def build_predictor_from_args(config_file, opts, trust_checkpoint):
     """A SeqRankPredictor from a demo command line (``--config-file``, ``--opts``, trust flag).
 
-    Falls back to the CPU where there is no GPU. ``trust_checkpoint`` sets the trust environment
-    variable for the rest of the process.
+    The checkpoint is ``MODEL.WEIGHTS`` of ``opts``; a ``config_file`` of ``None`` is resolved
+    from it (:func:`resolve_config`). Falls back to the CPU where there is no GPU.
+    ``trust_checkpoint`` sets the trust environment variable for the rest of the process.
 
     Raises:
         SeqRankUserError: a one-line message naming the config file, ``MODEL.WEIGHTS`` or the key
-            that is wrong (missing, unreadable, not fitting the model, ...).
+            that is wrong (missing, unreadable, not fitting the model: then with the config used
+            and the bundled config that fits, if one does).
     """
     if trust_checkpoint:
         os.environ[TRUST_ENV] = "1"
-    cfg = build_cfg(config_file, opts)
-    for note in fit_to_machine(cfg):
-        logger.info(note)
-    weights = cfg.MODEL.WEIGHTS
+    weights = weights_from_opts(opts)
+    if not weights and config_file:
+        weights = build_cfg(config_file, opts).MODEL.WEIGHTS
     if not weights:
         raise ConfigError("no checkpoint given: pass --opts MODEL.WEIGHTS <checkpoint.pth>")
+    return _build(weights, resolve_config(weights, config_file), list(opts))
+
+
+def _build(weights, resolved, opts):
     check_checkpoint_path(weights)
+    logger.info("config: %s", resolved.describe())
+    cfg = build_cfg(resolved.path, list(opts) + ["MODEL.WEIGHTS", os.fspath(weights)])
+    for note in fit_to_machine(cfg):
+        logger.info(note)
     cfg.freeze()
     logger.info("loading %s on %s", weights, cfg.MODEL.DEVICE)
-    return SeqRankPredictor(cfg)
+    try:
+        predictor = SeqRankPredictor(cfg)
+    except CheckpointMismatchError as exc:
+        raise CheckpointMismatchError(explain_mismatch(exc, weights, resolved)) from None
+    predictor.resolved_config = resolved
+    return predictor

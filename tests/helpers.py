@@ -37,6 +37,7 @@ __all__ = [
     "parity_model",
     "seqrank_cfg",
     "write_jpeg",
+    "write_tiny_checkpoint",
 ]
 
 
@@ -165,3 +166,20 @@ def run_distributed(command, attempts=3, **kwargs):
         if proc.returncode == 0 or not _PORT_TAKEN.search(f"{proc.stdout}{proc.stderr}"):
             return proc
     return proc
+
+
+TINY_CONFIG = REPO / "configs" / "quick_schedules" / "synsor_tiny.yaml"
+
+
+def write_tiny_checkpoint(path, sidecar=False):
+    """Save a randomly initialised quick-schedule model (``synsor_tiny.yaml``) at ``path`` like
+    training does (``{"model": state_dict, "iteration"}``); ``sidecar`` also writes the config
+    as ``config.yaml`` beside it, as training's OUTPUT_DIR has it. Returns ``path``."""
+    cfg = build_cfg(str(TINY_CONFIG), ["MODEL.DEVICE", "cpu"])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "iteration": 0}, path)
+    if sidecar:
+        (path.parent / "config.yaml").write_text(cfg.dump())
+    return path

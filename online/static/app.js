@@ -92,6 +92,12 @@
     return data;
   }
 
+  document.querySelectorAll(".figures figure").forEach(function (figure) {
+    figure.addEventListener("click", function () {
+      figure.classList.toggle("enlarged");
+    });
+  });
+
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
     const file = input.files[0];

@@ -21,6 +21,12 @@ Ground-truth attention sequence (also in docs/SYNTHETIC.md):
   after rounding to 1e-6 px; ties go to the larger visible area, then to the lower object index.
 * ``category_id = n - position`` (the first object attended gets n, the last gets 1).
 
+That is the ``chain`` order (the default). The ``global`` order is a control whose every step
+depends on a visible property of the object alone: the first object is the same (highest
+contrast), and every next one is the unvisited object with the largest visible area. Scenes are
+resampled until each of those areas is at least ``AREA_RATIO`` times the next one, so that the
+order is unambiguous.
+
 Per image, the random stream is ``numpy.random.default_rng([seed, split_id, index])``, so every
 image depends only on (seed, split, index, height, width). N denotes the number of objects,
 H x W the image size.
@@ -80,6 +86,9 @@ MIN_VISIBLE_FRACTION = 0.7
 _PLACEMENT_TRIES = 30
 _SCENE_TRIES = 100
 _TIE_DECIMALS = 6
+ORDERS = ("chain", "global")
+# Global order: consecutive visible areas after the first pick differ by at least this factor.
+AREA_RATIO = 1.2
 
 
 @dataclass
@@ -337,24 +346,30 @@ def local_contrast(image_bgr, mask, all_full_masks):
     return float(np.linalg.norm(lab[mask].mean(axis=0) - lab[ring].mean(axis=0)))
 
 
-def attention_order(contrasts, centroids, areas):
-    """GT attention sequence: max contrast first, then repeatedly the nearest unvisited object.
+def attention_order(contrasts, centroids, areas, order="chain"):
+    """GT attention sequence; the first object is always the one with the highest contrast.
 
     Args:
         contrasts: N floats; centroids: N (x, y) pairs; areas: N visible areas (pixels).
+        order: ``chain`` (each next object is the unvisited one nearest to the current one) or
+            ``global`` (each next object is the unvisited one with the largest visible area).
 
     Returns:
         list of N object indices in attention order.
     """
+    _check_order(order)
     count = len(contrasts)
     if count == 0:
         return []
-    order = [int(np.argmax(contrasts))]
+    sequence = [int(np.argmax(contrasts))]
+    if order == "global":
+        rest = sorted((i for i in range(count) if i != sequence[0]), key=lambda i: (-areas[i], i))
+        return sequence + rest
     points = np.asarray(centroids, dtype=np.float64).reshape(count, 2)
-    while len(order) < count:
-        current = points[order[-1]]
-        candidates = [i for i in range(count) if i not in order]
-        order.append(
+    while len(sequence) < count:
+        current = points[sequence[-1]]
+        candidates = [i for i in range(count) if i not in sequence]
+        sequence.append(
             min(
                 candidates,
                 key=lambda i: (
@@ -364,7 +379,19 @@ def attention_order(contrasts, centroids, areas):
                 ),
             )
         )
-    return order
+    return sequence
+
+
+def _check_order(order):
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+
+
+def _clear_sizes(objects):
+    """Global order: the areas after the first pick are separated by ``AREA_RATIO``."""
+    first = int(np.argmax([obj.contrast for obj in objects]))
+    areas = sorted((obj.area for i, obj in enumerate(objects) if i != first), reverse=True)
+    return all(big >= AREA_RATIO * small for big, small in zip(areas, areas[1:]))
 
 
 def _clear_winner(contrasts):
@@ -412,8 +439,9 @@ def _measure(objects, image_u8):
         obj.contrast = local_contrast(image_u8, obj.mask, fulls)
 
 
-def _try_scene(rng, height, width):
-    """One attempt at a scene; None if it has no clear most-conspicuous object."""
+def _try_scene(rng, height, width, order="chain"):
+    """One attempt at a scene; None if it has no clear most-conspicuous object (or, for the
+    global order, no clear order of sizes)."""
     image, bg_value = _render_background(rng, height, width)
     num_distractors = _draw_distractors(rng, image, bg_value)
     count = int(rng.integers(1, MAX_OBJECTS + 1))
@@ -427,23 +455,33 @@ def _try_scene(rng, height, width):
     _measure(objects, image_u8)
     if not _clear_winner([obj.contrast for obj in objects]):
         return None
+    if order == "global" and not _clear_sizes(objects):
+        return None
     return Scene(image=image_u8, objects=objects, num_distractors=num_distractors)
 
 
-def render_scene(seed, split, index, height=128, width=128):
-    """Render image ``index`` of ``split`` deterministically; returns a :class:`Scene`."""
+def render_scene(seed, split, index, height=128, width=128, order="chain"):
+    """Render image ``index`` of ``split`` deterministically; returns a :class:`Scene`.
+
+    ``order`` (``chain`` or ``global``, see the module docstring) selects the GT sequence; the
+    chain scenes are the same as those of earlier versions of the generator.
+    """
     if split not in _SPLIT_IDS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    _check_order(order)
     rng = np.random.default_rng([int(seed), _SPLIT_IDS[split], int(index)])
     for _ in range(_SCENE_TRIES):
-        scene = _try_scene(rng, height, width)
+        scene = _try_scene(rng, height, width, order)
         if scene is not None:
             break
     else:
         raise RuntimeError(f"could not build a valid scene for {split}/{index} (seed {seed})")
     objects = scene.objects
     scene.order = attention_order(
-        [o.contrast for o in objects], [o.centroid for o in objects], [o.area for o in objects]
+        [o.contrast for o in objects],
+        [o.centroid for o in objects],
+        [o.area for o in objects],
+        order,
     )
     scene.ranks = [0] * len(objects)
     for position, object_index in enumerate(scene.order):
@@ -474,11 +512,12 @@ def _check_params(name, counts, height, width):
         raise ValueError(f"image height and width must be >= {_MIN_SIZE}, got {height}x{width}")
 
 
-def dataset_comment(name, seed, counts, height, width):
+def dataset_comment(name, seed, counts, height, width, order="chain"):
     """The ``__comment__`` of both JSON files; it fingerprints every generation parameter."""
     params = {
         "generator": f"seqrank.data.synthetic v{GENERATOR_VERSION}",
         "name": name,
+        "order": order,
         "seed": int(seed),
         "num_train": int(counts["train"]),
         "num_test": int(counts["test"]),
@@ -510,13 +549,13 @@ def _is_cached(target, name, comment, counts):
     return True
 
 
-def _write_split(directory, name, split, count, seed, size, comment, progress):
+def _write_split(directory, name, split, count, seed, size, order, comment, progress):
     height, width = size
     image_dir = os.path.join(directory, "images", split)
     os.makedirs(image_dir)
     records = []
     for index in tqdm(range(count), desc=f"{name} {split}", unit="img", disable=not progress):
-        scene = render_scene(seed, split, index, height, width)
+        scene = render_scene(seed, split, index, height, width, order)
         image_name = f"{name}_{split}_{index:06d}"
         ok, encoded = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         if not ok:
@@ -550,6 +589,7 @@ def make_synthetic_sor(
     width=128,
     force=False,
     progress=True,
+    order="chain",
 ):
     """Write the synthetic dataset to ``{root}/{name}`` unless an identical one is there.
 
@@ -568,9 +608,10 @@ def make_synthetic_sor(
     counts = {"train": int(num_train), "test": int(num_test)}
     height, width = int(height), int(width)
     _check_params(name, counts, height, width)
+    _check_order(order)
     root = os.fspath(root)
     target = os.path.join(root, name)
-    comment = dataset_comment(name, seed, counts, height, width)
+    comment = dataset_comment(name, seed, counts, height, width, order)
     if os.path.exists(target) and not force:
         if _is_cached(target, name, comment, counts):
             logger.info("Synthetic dataset %s is cached (%s)", target, comment)
@@ -585,7 +626,9 @@ def make_synthetic_sor(
         # mkdtemp creates the folder 0700; the dataset should get the mode of a plain mkdir.
         os.chmod(tmp_dir, 0o777 & ~current_umask())
         for split, count in counts.items():
-            _write_split(tmp_dir, name, split, count, seed, (height, width), comment, progress)
+            _write_split(
+                tmp_dir, name, split, count, seed, (height, width), order, comment, progress
+            )
         _swap_in(tmp_dir, target)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)

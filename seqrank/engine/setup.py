@@ -15,7 +15,9 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint import TRUST_ENV
 from ..cli import ConfigError, MissingFileError, one_line
 from ..config import add_seqrank_config, merge_config_file
+from ..config_resolution import resolve_config, weights_from_opts
 from ..data import register_sor_datasets
+from ..log_hygiene import install_setup_log_filter
 from ..utils.atomic_io import remove_stale_temp_files
 from .amp import amp_dtype
 
@@ -253,13 +255,17 @@ def setup(args):
     if getattr(args, "trust_checkpoint", False):
         os.environ[TRUST_ENV] = "1"
     num_machines = getattr(args, "num_machines", 1)
-    cfg = build_cfg(args.config_file, args.opts, args.num_gpus, num_machines)
+    config_file = _eval_config(args)
+    cfg = build_cfg(config_file, args.opts, args.num_gpus, num_machines)
     notes = fit_to_machine(cfg)
     cfg.freeze()
     check_output_dir(cfg.OUTPUT_DIR)
+    install_setup_log_filter()
     default_setup(cfg, args)
     # default_setup only configures the detectron2 and fvcore loggers.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="seqrank", abbrev_name="sr")
+    if getattr(args, "resolved_config", None):
+        logger.info("config: %s", args.resolved_config.describe())
     for note in getattr(args, "launch_notes", []):
         logger.info(note)
     for note in notes:
@@ -279,6 +285,16 @@ def setup(args):
     register_sor_datasets(cfg.DATASETS.ROOT, tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST))
     check_registered(cfg, ("TEST",) if getattr(args, "eval_only", False) else ("TRAIN", "TEST"))
     return cfg
+
+
+def _eval_config(args):
+    """The config file of a run; ``--eval-only`` of a checkpoint resolves it from the checkpoint
+    when ``--config-file`` is not given (``args.resolved_config`` records the choice)."""
+    weights = weights_from_opts(args.opts)
+    if not getattr(args, "eval_only", False) or not weights:
+        return args.config_file
+    args.resolved_config = resolve_config(weights, args.config_file)
+    return args.resolved_config.path
 
 
 def check_registered(cfg, keys=("TRAIN", "TEST")):

@@ -9,10 +9,9 @@ import math
 
 import cv2
 import numpy as np
-from detectron2.utils.colormap import colormap
-from detectron2.utils.visualizer import ColorMode, Visualizer
 
-from .colormap import DEMO_COLOR_TABLE, render_colormap
+from ..rank_render import rank_color_hex, rank_table_bgr, render_labelled_overlay
+from .colormap import render_colormap
 from .results_file import encode_mask
 
 __all__ = [
@@ -24,44 +23,34 @@ __all__ = [
     "render_rank_colormap",
 ]
 
-# detectron2's instance palette: distinct, and deterministic (the original drew random colours).
-_OVERLAY_PALETTE = colormap(rgb=True, maximum=1)
-
 
 def overlay_label(rank, score):
     """Text drawn on an object in the overlay, as the original demo: ``"<rank> <score>%"``."""
     return f"{rank} {score * 100:.0f}%"
 
 
-def render_overlay(image_rgb, result):
-    """Draw the ranked masks, labelled with their rank, over the image.
+def render_overlay(image_rgb, result, with_labels=False):
+    """Draw the ranked masks in their rank colours over the image, labelled ``"<rank> <score>%"``
+    at each object's pole (:mod:`seqrank.rank_render`).
 
     Args:
         image_rgb: H x W x 3 uint8 RGB image.
         result: predictor result for that image.
+        with_labels: also return the label boxes.
 
     Returns:
-        H x W x 3 uint8 RGB image (detectron2 ``Visualizer``, ``ColorMode.IMAGE``, alpha 0.5).
+        H x W x 3 uint8 RGB image (and the list of :class:`~seqrank.rank_render.LabelBox`).
     """
-    masks = [(np.asarray(m) > 0.5).astype(np.uint8) for m in result["masks"]]
-    visualizer = Visualizer(image_rgb, None, instance_mode=ColorMode.IMAGE)
-    if not masks:
-        return visualizer.output.get_image()
-    labels = [overlay_label(k + 1, s) for k, s in enumerate(result["scores"])]
-    colors = [_OVERLAY_PALETTE[k % len(_OVERLAY_PALETTE)] for k in range(len(masks))]
-    drawn = visualizer.overlay_instances(masks=masks, labels=labels, assigned_colors=colors)
-    return drawn.get_image()
+    texts = [overlay_label(k + 1, float(s)) for k, s in enumerate(result["scores"])]
+    image, boxes = render_labelled_overlay(image_rgb, result["masks"], texts)
+    return (image, boxes) if with_labels else image
 
 
 def render_rank_colormap(result, height, width):
-    """The demo colour map (104-entry table, rank 1 on top); H x W x 3 uint8 **BGR**."""
-    return render_colormap(result["masks"], height, width, table=DEMO_COLOR_TABLE)
-
-
-def rank_color_hex(rank):
-    """CSS colour (``#rrggbb``) of ``rank`` (1-based) in the demo colour map."""
-    blue, green, red = DEMO_COLOR_TABLE[min(rank - 1, len(DEMO_COLOR_TABLE) - 1)]
-    return f"#{red:02x}{green:02x}{blue:02x}"
+    """The rank colour map (the rank palette, rank 1 on top); H x W x 3 uint8 **BGR**."""
+    return render_colormap(
+        result["masks"], height, width, table=rank_table_bgr(len(result["masks"]))
+    )
 
 
 def _finite_or_none(value):

@@ -267,3 +267,42 @@ def test_generator_version_in_fingerprint():
     comment = synthetic.dataset_comment("synsor", 0, counts, 64, 64)
     assert f"v{synthetic.GENERATOR_VERSION}" in comment
     assert comment != synthetic.dataset_comment("synsor", 0, counts, 64, 65)
+
+
+def test_global_order_is_by_visible_area_after_the_first_pick():
+    contrasts = [1.0, 5.0, 2.0, 0.5]
+    centroids = [(3.0, 0.0), (0.0, 0.0), (-3.0, 0.0), (-3.0, 5.0)]
+    areas = [10, 5, 20, 40]
+    assert attention_order(contrasts, centroids, areas, "global") == [1, 3, 2, 0]
+    assert attention_order(contrasts, centroids, areas, "chain") == [1, 2, 3, 0]
+    # Equal areas: the lower object index first.
+    assert attention_order([9.0, 1.0, 1.0], [(0, 0)] * 3, [1, 7, 7], "global") == [0, 1, 2]
+    with pytest.raises(ValueError, match="order"):
+        attention_order(contrasts, centroids, areas, "size")
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_global_scenes_have_a_clear_size_order(index):
+    scene = render_scene(0, "train", index, 64, 64, order="global")
+    objects = scene.objects
+    assert objects[scene.order[0]].salient
+    areas = [objects[i].area for i in scene.order[1:]]
+    assert all(big >= synthetic.AREA_RATIO * small for big, small in zip(areas, areas[1:]))
+    assert [scene.ranks[i] for i in scene.order] == list(range(len(objects), 0, -1))
+
+
+def test_order_is_part_of_the_fingerprint_and_the_cli(tmp_path):
+    counts = dict(SPLIT_COUNTS)
+    chain = synthetic.dataset_comment("synsor", 0, counts, 64, 64)
+    assert "order=chain" in chain
+    assert chain != synthetic.dataset_comment("synsor", 0, counts, 64, 64, "global")
+    args = ["--root", str(tmp_path), "--name", "glob", "--num-train", "2", "--num-test", "1"]
+    target = cli.main(args + ["--size", "64", "--order", "global", "--no-progress"])
+    content = _load(target, "train", name="glob")
+    assert "order=global" in content["__comment__"]
+    for index, record in enumerate(content["data"]):
+        scene = render_scene(0, "train", index, 64, 64, order="global")
+        assert scene_to_record(scene, record["image_name"]) == record
+    with pytest.raises(SystemExit) as info:
+        cli.parse_args(["--order", "size"])
+    assert info.value.code == 2

@@ -442,26 +442,27 @@ def test_an_upload_holds_its_slot_until_ranked(monkeypatch):
     assert _post(app.test_client(), data=data).status_code == 200  # the slot was given back
 
 
-@pytest.mark.parametrize(
-    "name, env_config, expected",
-    [
-        ("seqrank_irsr_swinL_ckp.pth", None, "configs/swinL.yaml"),
-        ("seqrank_irsr_swinL_correct_ckp.pth", None, "configs/swinL_correct.yaml"),
-        ("seqrank_irsr_swinL_correct_ckp.pth", "my.yaml", "my.yaml"),
-    ],
-)
-def test_launch_sh_picks_config_and_passes_flags(repo_root, tmp_path, name, env_config, expected):
-    checkpoint = tmp_path / name
+@pytest.mark.parametrize("env_config", [None, "my.yaml"])
+def test_launch_sh_passes_flags_and_leaves_the_config_to_python(repo_root, tmp_path, env_config):
+    """The config follows the checkpoint in Python (seqrank.config_resolution); launch.sh only
+    makes a relative SEQRANK_CONFIG absolute before it changes directory."""
+    checkpoint = tmp_path / "seqrank_irsr_swinL_correct_ckp.pth"
     checkpoint.write_bytes(b"")
-    env = dict(os.environ, PYTHON="echo")
+    script = tmp_path / "show.sh"
+    script.write_text('#!/bin/sh\necho "SEQRANK_CONFIG=${SEQRANK_CONFIG:-}" "$@"\n')
+    script.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(script))
     env.pop("SEQRANK_CONFIG", None)
     if env_config:
         env["SEQRANK_CONFIG"] = env_config
     command = ["sh", str(repo_root / "launch.sh"), str(checkpoint), "--port", "12345"]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        command, env=env, capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout
     args = out.split()
-    assert args[:2] == ["-m", "online.app"]
-    assert args[args.index("--config-file") + 1] == expected
+    expected = str(tmp_path / env_config) if env_config else ""
+    assert args[0] == f"SEQRANK_CONFIG={expected}"
+    assert args[1:3] == ["-m", "online.app"] and "--config-file" not in args
     assert args[args.index("--port") + 1] == "12345"
     assert args[-3:] == ["--opts", "MODEL.WEIGHTS", str(checkpoint)]
 
@@ -471,3 +472,37 @@ def test_launch_sh_reports_missing_checkpoint(repo_root, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 1
     assert "checkpoint not found" in result.stderr
+
+
+def test_page_shows_the_model_in_use(tiny_app, parity_dir):
+    page = tiny_app.test_client().get("/").get_data(as_text=True)
+    assert str(parity_dir / "checkpoint.pth") in page
+    assert 'id="model-datasets">assr_train<' in page
+    assert "not meaningful" not in page
+
+
+def test_page_warns_about_a_synthetic_model(repo_root):
+    from seqrank.engine.setup import build_cfg
+
+    predictor = FakePredictor()
+    predictor.cfg = build_cfg(str(repo_root / "configs" / "quick_schedules" / "synsor_tiny.yaml"))
+    page = create_app(predictor).test_client().get("/").get_data(as_text=True)
+    assert 'id="synthetic-warning"' in page and "synsor_train" in page
+    assert "its ranks on photos are not meaningful" in page
+
+
+def test_favicon_is_served():
+    response = create_app(FakePredictor()).test_client().get("/favicon.ico")
+    assert response.status_code == 200 and b"<svg" in response.data
+
+
+def test_api_objects_carry_their_label_box_in_the_rank_colour():
+    app = create_app(FakePredictor())
+    data = _png_bytes(np.full((200, 300, 3), 128, np.uint8))
+    payload = _post(app.test_client(), data=data).get_json()
+    overlay = _decode_png(payload["overlay_png_base64"])
+    for obj in payload["objects"]:
+        x1, y1, x2, y2 = obj["label_box"]
+        assert 0 <= x1 < x2 <= 300 and 0 <= y1 < y2 <= 200
+        corner = overlay[y1 + 1, x1 + 1]
+        assert "#%02x%02x%02x" % tuple(int(c) for c in corner[:3]) == obj["color"]

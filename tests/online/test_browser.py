@@ -3,6 +3,7 @@
 Writes a screenshot to artifacts/web_demo.png (and docs/web_demo.png with SEQRANK_UPDATE_DOCS=1).
 """
 
+import base64
 import os
 import re
 import shutil
@@ -72,9 +73,11 @@ def _wait_until_serving(proc, log_path, timeout=300):
 
 @pytest.fixture
 def server(repo_root, parity_dir, tmp_path):
-    """``sh launch.sh`` with the parity config (SEQRANK_CONFIG) on a port the OS picks when the
-    server binds (``--port 0``, so no other process can take it in between); always stopped."""
-    env = dict(os.environ, SEQRANK_CONFIG=str(parity_dir / "config.yaml"), PYTHON=sys.executable)
+    """``sh launch.sh`` with the parity checkpoint, whose config.yaml lies beside it (found
+    without SEQRANK_CONFIG), on a port the OS picks when the server binds (``--port 0``, so no
+    other process can take it in between); always stopped."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    env.pop("SEQRANK_CONFIG", None)
     command = ["sh", "launch.sh", str(parity_dir / "checkpoint.pth"), "--port", "0"]
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
@@ -102,6 +105,38 @@ def _save_screenshot(page, repo_root):
         shutil.copyfile(shot, repo_root / "docs" / "web_demo.png")
 
 
+# Per table row: the swatch's colour and the overlay's pixel just inside that rank's label box
+# (the API's label_box, fetched again for the same upload).
+LABEL_COLOURS = """async (file) => {
+  const body = new FormData();
+  body.append("file", new Blob([Uint8Array.from(atob(file), c => c.charCodeAt(0))]), "x.jpg");
+  const data = await (await fetch("/api/rank", { method: "POST", body })).json();
+  const img = new Image();
+  img.src = "data:image/png;base64," + data.overlay_png_base64;
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const swatches = Array.from(document.querySelectorAll("#ranking-table .swatch"));
+  return data.objects.filter(o => o.label_box).map(o => {
+    const px = ctx.getImageData(o.label_box[0] + 1, o.label_box[1] + 1, 1, 1).data;
+    return [getComputedStyle(swatches[o.rank - 1]).backgroundColor,
+            `rgb(${px[0]}, ${px[1]}, ${px[2]})`];
+  });
+}"""
+
+
+def _check_label_colours_match_swatches(page, repo_root):
+    with open(repo_root / EXAMPLE, "rb") as f:
+        encoded = base64.b64encode(f.read()).decode("ascii")
+    pairs = page.evaluate(LABEL_COLOURS, encoded)
+    assert len(pairs) >= 2
+    for swatch, label in pairs:
+        assert swatch == label
+
+
 def test_upload_rank_and_show_results(server, repo_root):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -126,6 +161,13 @@ def test_upload_rank_and_show_results(server, repo_root):
             page.wait_for_selector("#busy", state="hidden", timeout=5000)
             assert page.is_enabled("#rank-button")
             _save_screenshot(page, repo_root)
+            _check_label_colours_match_swatches(page, repo_root)
+            assert page.inner_text("#model-checkpoint").endswith("checkpoint.pth")
+            assert "config.yaml beside the checkpoint" in page.inner_text("#model-config")
+            assert page.inner_text("#model-datasets") == "assr_train"
+            assert not page.is_visible("#synthetic-warning")
+            page.click("#overlay-image")
+            assert "enlarged" in page.get_attribute("#overlay-image >> xpath=..", "class")
 
             text_file = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}
             page.set_input_files("#file-input", files=[text_file])
