@@ -1,6 +1,6 @@
 """`make demo`: the main job on bundled defaults.
 
-1. generate the synthetic SOR benchmark (cached under ``datasets/synsor``);
+1. generate the synthetic SOR benchmark, variant ``global`` (cached: ``datasets/synsor_global``);
 2. train the quick schedule on it (cached: ``output/synsor_tiny/model_final.pth``);
 3. evaluate the trained model on the synthetic test split and print the metrics table;
 4. rank the objects of the bundled example photos (``demo/examples``) and save colormaps and
@@ -40,7 +40,8 @@ def _run(step, cmd, cwd=REPO):
 
 
 def generate():
-    _run("data", [sys.executable, "-m", "scripts.make_synthetic_sor", "--root", DATA_ROOT])
+    cmd = [sys.executable, "-m", "scripts.make_synthetic_sor", "--root", DATA_ROOT]
+    _run("data", cmd + ["--order", "global", "--name", "synsor_global"])
 
 
 def train(retrain):
