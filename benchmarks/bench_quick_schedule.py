@@ -21,10 +21,11 @@ Usage (from the repository root)::
         [--skip-train] [--threads N] [--config-file CFG] [KEY VALUE ...]
 
 ``--order`` picks the synthetic variant (``chain``: dataset ``synsor``; ``global``: dataset
-``synsor_global``; docs/SYNTHETIC.md). ``--seeds`` (default: the config's SEED) trains one model
-per seed (``SEED`` and the data-loader order change; the dataset stays the same); each run writes
-to ``OUTPUT_DIR`` when it is the config's own seed on the chain variant, else to
-``OUTPUT_DIR/<order>_seed<s>``. ``--skip-train`` evaluates the ``model_final.pth`` of earlier runs.
+``synsor_global``; docs/SYNTHETIC.md); the default is the variant the config trains on.
+``--seeds`` (default: the config's SEED) trains one model per seed (``SEED`` and the data-loader
+order change; the dataset stays the same); each run writes to ``OUTPUT_DIR`` when it is the
+config's own seed and variant, else to ``OUTPUT_DIR/<order>_seed<s>``. ``--skip-train``
+evaluates the ``model_final.pth`` of earlier runs.
 ``--threads`` (default 1) sets OMP_NUM_THREADS for the training subprocesses: with two threads
 this tiny model slows down about tenfold as soon as another process competes for the 2 cores
 (docs/QUICK_SCHEDULE.md). Trailing ``KEY VALUE`` pairs override the config for training and
@@ -70,8 +71,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--order",
         choices=sorted(DATASET_NAMES),
-        default="chain",
-        help="synthetic variant: chain (dataset synsor, default) or global (synsor_global)",
+        help="synthetic variant: chain (dataset synsor) or global (synsor_global); default: the "
+        "variant the config trains on (the quick schedule: global)",
     )
     parser.add_argument(
         "--seeds",
@@ -125,8 +126,14 @@ def variant_opts(order):
     return ["DATASETS.TRAIN", f"('{name}_train',)", "DATASETS.TEST", f"('{name}_test',)"]
 
 
-def run_dir(cfg, order, seed, default_seed):
-    if order == "chain" and seed == default_seed:
+def config_order(cfg):
+    """The synthetic variant a config trains on (``global`` for ``synsor_global_train``)."""
+    train = cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else ""
+    return "global" if train.startswith(DATASET_NAMES["global"] + "_") else "chain"
+
+
+def run_dir(cfg, order, seed, default_seed, default_order):
+    if order == default_order and seed == default_seed:
         return cfg.OUTPUT_DIR
     return os.path.join(cfg.OUTPUT_DIR, f"{order}_seed{seed}")
 
@@ -169,7 +176,7 @@ def evaluate(cfg, weights, output_dir):
 
 def train_and_evaluate(args, config_file, base_opts, cfg, seed):
     """Train (unless ``--skip-train``) and evaluate one seed; returns its result line values."""
-    out = run_dir(cfg, args.order, seed, cfg.SEED)
+    out = run_dir(cfg, args.order, seed, cfg.SEED, args.default_order)
     opts = base_opts + ["SEED", str(seed), "OUTPUT_DIR", out]
     line = {"seed": seed}
     if not args.skip_train:
@@ -203,6 +210,9 @@ def main(argv=None):
     os.chdir(REPO)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    default_order = config_order(load_cfg(config_file, list(args.opts)))
+    args.order = args.order or default_order
+    args.default_order = default_order
     base_opts = variant_opts(args.order) + list(args.opts)
     cfg = load_cfg(config_file, base_opts)
     make_dataset(cfg, args.order)

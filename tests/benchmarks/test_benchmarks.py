@@ -68,3 +68,22 @@ def test_bench_compare_runs_three_methods_and_reports_the_total():
     assert done.returncode == 0, done.stderr[-3000:]
     assert "6 images x 3 methods" in done.stdout and "images/s" in done.stdout
     assert re.fullmatch(r"total: \d+\.\d s", done.stdout.strip().splitlines()[-1])
+
+
+def test_bench_quick_schedule_variants_seeds_and_spread():
+    """The quick schedule's variant is read from its config; --order / --seeds parse; the last
+    lines report the mean and spread over seeds (training itself is `make demo`'s job)."""
+    from benchmarks import bench_quick_schedule as bench
+
+    quick = bench.load_cfg(str(REPO / bench.DEFAULT_CONFIG), [])
+    assert bench.config_order(quick) == "global"
+    chain = bench.load_cfg(str(REPO / bench.DEFAULT_CONFIG), bench.variant_opts("chain"))
+    assert bench.config_order(chain) == "chain"
+    assert chain.DATASETS.TEST == ("synsor_test",)
+    assert bench.run_dir(quick, "global", 0, 0, "global") == quick.OUTPUT_DIR
+    assert bench.run_dir(quick, "chain", 0, 0, "global").endswith("chain_seed0")
+    assert bench.run_dir(quick, "global", 2, 0, "global").endswith("global_seed2")
+    args = bench.parse_args(["--order", "chain", "--seeds", "0,1,2", "SOLVER.MAX_ITER", "5"])
+    assert (args.order, args.seeds, args.opts) == ("chain", [0, 1, 2], ["SOLVER.MAX_ITER", "5"])
+    line = bench.spread_line("top2", [0.5, 0.75, 0.625])
+    assert line == "top2: 0.6250  min 0.5000  max 0.7500  spread 0.2500  seeds 3\n"
