@@ -137,6 +137,9 @@ def confusion_png(diag):
 
 def collect(cfg, dataset, num_images=0):
     """Run the model of ``cfg`` on ``dataset``; returns (image records, teacher records)."""
+    # Without weights the model is a random initialisation: seed it as the benchmarks do, so the
+    # untrained baseline is the same one every time.
+    torch.manual_seed(max(cfg.SEED, 0))
     model = Trainer.load_for_eval(cfg)
     loader = Trainer.build_test_loader(cfg, dataset)
     records, teacher = [], []

@@ -487,7 +487,7 @@ def test_page_warns_about_a_synthetic_model(repo_root):
     predictor = FakePredictor()
     predictor.cfg = build_cfg(str(repo_root / "configs" / "quick_schedules" / "synsor_tiny.yaml"))
     page = create_app(predictor).test_client().get("/").get_data(as_text=True)
-    assert 'id="synthetic-warning"' in page and "synsor_train" in page
+    assert 'id="synthetic-warning"' in page and "synsor_global_train" in page
     assert "its ranks on photos are not meaningful" in page
 
 

@@ -70,15 +70,15 @@ def test_make_demo_job_writes_the_page(repo_root, tmp_path):
     assert result.returncode == 0, log[-3000:]
     page = out / "demo" / "index.html"
     assert f"Demo page: {page}" in result.stdout
-    assert log.count("SOR metrics on synsor_test") == 1  # printed once (by training)
-    assert (out / "synsor_tiny" / "synsor_test_metrics.json").is_file()
+    assert log.count("SOR metrics on synsor_global_test") == 1  # printed once (by training)
+    assert (out / "synsor_tiny" / "synsor_global_test_metrics.json").is_file()
     assert not (out / "synsor_tiny" / "eval").exists()  # no second evaluation
     skipped = [line for line in log.splitlines() if "[examples] skipped" in line]
     assert len(skipped) == 1 and "synthetic shapes" in skipped[0]
     assert "FutureWarning" not in log
 
     text = page.read_text()
-    assert "synsor_train" in text and "ranks on photos are not meaningful" in text
+    assert "synsor_global_train" in text and "ranks on photos are not meaningful" in text
     assert len(re.findall(r'<section class="sample">', text)) == 2
     assert len(re.findall(r"SA-SOR (\d\.\d{3}|undefined)", text)) == 2
     assert "<td>sa_sor</td>" in text and 'src="http' not in text  # self-contained
@@ -88,4 +88,4 @@ def test_make_demo_job_writes_the_page(repo_root, tmp_path):
         command, cwd=repo_root, capture_output=True, text=True, timeout=600, env=env
     )
     assert again.returncode == 0 and "cached model" in again.stderr
-    assert (again.stdout + again.stderr).count("SOR metrics on synsor_test") == 1
+    assert (again.stdout + again.stderr).count("SOR metrics on synsor_global_test") == 1
