@@ -25,15 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Module path -> functions whose mutants are tested ("*": all; "Class.method" for methods).
 TARGETS = {
     # The ranking decisions: the inference loops, the stop rule and the per-image results.
-    "seqrank/modeling/meta_arch.py": (
-        "SeqRank.rank",
-        "SeqRank._step_logits",
-        "SeqRank._rank_reference",
-        "SeqRank._rank_active",
-        "SeqRank._result",
-        "SeqRank._empty_result",
-        "SeqRank._append",
-    ),
+    "seqrank/modeling/meta_arch.py": ("SeqRank.rank", "SeqRank.step_logits"),
+    "seqrank/modeling/postprocessing.py": ("image_result", "empty_result"),
     # Box conversions.
     "seqrank/modeling/box_ops.py": ("*",),
     # The metric rules of the three protocols.

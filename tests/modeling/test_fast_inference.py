@@ -1,4 +1,5 @@
-"""The optimised inference path against the reference one (``SeqRank.set_fast_inference``)."""
+"""The optimised inference path (``SeqRank.set_fast_inference``) against the original's loop
+(tests/reference/ranking.py) without speed-ups."""
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from seqrank.modeling.components import Attention
 from seqrank.modeling.ranking import SequentialRankingModule
 from tests.conftest import PARITY
 from tests.helpers import parity_model
+from tests.reference.ranking import run_reference
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +36,8 @@ def parity_setup():
 
 
 def _run(model, batch, **switches):
+    if not switches["enabled"]:
+        return run_reference(model, batch)
     model.set_fast_inference(**switches)
     with torch.no_grad():
         return model(batch)
