@@ -2,10 +2,10 @@
 
 Baseline: ``model.set_fast_inference(False)`` under ``torch.no_grad``: the original's explicit
 attention maths and its ranking loop (``tests/reference/ranking.py``: every image of a batch
-steps until all have stopped, each selected mask upsampled on its own). "one-by-one" feeds the same images one at a time to that
-path. Project: ``model.set_fast_inference(True)`` (the default): fused SDPA attention,
-``torch.inference_mode``, stopped images dropped from the ranking steps, per-block token
-projections computed once per image, one mask upsampling per image.
+steps until all have stopped, each selected mask upsampled on its own). "one-by-one" feeds the
+same images one at a time to that path. Project: ``model.set_fast_inference(True)`` (the
+default): fused SDPA attention, ``torch.inference_mode``, stopped images dropped from the ranking
+steps, per-block token projections computed once per image, one mask upsampling per image.
 
 Settings: the tiny parity model (shared/reference/parity_fpn, its checkpoint, its 4 test images
 at their original sizes) at input 200 and 384; Swin-L ``configs/swinL_correct.yaml`` with random

@@ -35,8 +35,8 @@ from seqrank.engine.setup import build_cfg, check_output_dir, check_registered
 from seqrank.evaluation import write_json_atomic
 from seqrank.evaluation.metrics import select_metrics
 from seqrank.evaluation.results_eval import PROTOCOLS, evaluate_results
+from seqrank.evaluation.results_file import MaskLimits, load_results
 from seqrank.utils.atomic_io import atomic_write_bytes
-from seqrank.utils.results_file import MaskLimits, load_results
 
 logger = logging.getLogger("seqrank.evaluation_tool")
 

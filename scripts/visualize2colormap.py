@@ -21,10 +21,7 @@ import cv2
 from tqdm import tqdm
 
 from seqrank.cli import add_debug_argument, debug_requested, positive_int, user_errors
-from seqrank.utils.atomic_io import atomic_write_bytes
-from seqrank.utils.cli_logging import setup_cli_logging
-from seqrank.utils.colormap import render_colormap
-from seqrank.utils.results_file import (
+from seqrank.evaluation.results_file import (
     MAX_MASK_PIXELS,
     MAX_RECORD_PIXELS,
     MaskLimits,
@@ -32,6 +29,9 @@ from seqrank.utils.results_file import (
     decode_masks,
     load_results,
 )
+from seqrank.utils.atomic_io import atomic_write_bytes
+from seqrank.utils.cli_logging import setup_cli_logging
+from seqrank.utils.colormap import render_colormap
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import logging
 import torch
 from detectron2.config import CfgNode as CN
 
-from .utils.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS
+from .evaluation.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS
 
 __all__ = ["add_seqrank_config", "merge_config_file", "prune_unknown_keys"]
 

@@ -30,6 +30,8 @@ TARGETS = {
     # Box conversions.
     "seqrank/modeling/box_ops.py": ("*",),
     # The metric rules of the three protocols.
+    "seqrank/evaluation/bitmaps.py": ("*",),
+    "seqrank/evaluation/stats.py": ("*",),
     "seqrank/evaluation/metrics.py": ("*",),
     "seqrank/evaluation/protocols.py": ("*",),
 }

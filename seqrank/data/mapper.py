@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from detectron2.config import configurable
 
-from ..utils.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS
+from ..evaluation.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS
 from .datasets import DatasetError
 from .image_io import read_image_size, read_rgb
 

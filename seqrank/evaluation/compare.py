@@ -35,15 +35,8 @@ from tqdm import tqdm
 
 from ..data.mapper import rasterize_annotations
 from ..utils.colormap import render_rank_map
-from ..utils.results_file import MaskLimits, ResultsFileError, decode_masks, load_results
-from .metrics import (
-    MapSummary,
-    pack_bits,
-    pack_rows,
-    summarize_maps,
-    summary_iou,
-    summary_metrics,
-)
+from .bitmaps import MapSummary, pack_bits, pack_rows, summarize_maps, summary_iou
+from .metrics import summary_metrics
 from .prediction_maps import (
     MAP_KINDS,
     MAX_MAP_PIXELS,
@@ -66,8 +59,9 @@ from .protocols import (
     assr_sor_from_ranks,
     irsr_sa_sor_from_iou,
     resize_binary,
+    summarize_protocols,
 )
-from .results_eval import summarize_protocols
+from .results_file import MaskLimits, ResultsFileError, decode_masks, load_results
 from .sod import SOD_METRICS, SODScorer, sod_aggregate
 
 __all__ = [

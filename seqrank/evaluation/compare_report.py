@@ -21,7 +21,6 @@ from tabulate import tabulate
 from ..data.datasets import SOR_SPLITS, register_sor_datasets
 from ..data.mapper import check_record_size
 from ..utils.atomic_io import atomic_write_files
-from ..utils.results_file import MaskLimits
 from .compare import (
     HEADLINE,
     LOWER_IS_BETTER,
@@ -36,6 +35,7 @@ from .compare_stats import add_bootstrap, per_image_columns, per_image_values
 from .metrics import TOPK
 from .prediction_maps import MAX_RANK_VALUES
 from .protocols import PROTOCOLS
+from .results_file import MaskLimits
 
 __all__ = [
     "OUTPUT_FILES",

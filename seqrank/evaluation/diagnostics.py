@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from ..modeling.meta_arch import STOP_THRESHOLD
-from .metrics import pairwise_iou
+from .bitmaps import pairwise_iou
 
 __all__ = [
     "MATCH_IOU",

@@ -12,8 +12,8 @@ import numpy as np
 from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
+from ..evaluation.results_file import encode_mask
 from .colormap import DEMO_COLOR_TABLE, render_colormap
-from .results_file import encode_mask
 
 __all__ = [
     "encode_png",

@@ -20,8 +20,8 @@ from seqrank.evaluation.protocols import (
     assr_sor_from_ranks,
 )
 from seqrank.evaluation.results_eval import evaluate_results
+from seqrank.evaluation.results_file import encode_mask, save_results
 from seqrank.utils.colormap import render_rank_map
-from seqrank.utils.results_file import encode_mask, save_results
 from tests.conftest import PARITY
 
 H, W = 48, 64
@@ -268,7 +268,7 @@ def test_parity_results_and_their_rank_maps(tmp_path):
     """The parity bundle's hand-made results overlap: irsr still agrees there, while seqrank
     and assr see the overlap resolved differently (the rank map keeps the most salient object,
     ASSR's painting the least salient one)."""
-    from seqrank.utils.results_file import decode_masks, load_results
+    from seqrank.evaluation.results_file import decode_masks, load_results
 
     results = load_results(PARITY / "results_handmade.pth")
     records = json.loads((PARITY / "datasets/assr/assr_test.json").read_text())["data"]

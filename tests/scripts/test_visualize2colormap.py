@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scripts.visualize2colormap import colormap_path, main, parse_args
-from seqrank.utils.results_file import ResultsFileError, decode_masks, load_results
+from seqrank.evaluation.results_file import ResultsFileError, decode_masks, load_results
 
 
 def _run(repo_root, *args):
