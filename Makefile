@@ -31,9 +31,9 @@ bench: venv-dev
 	@$(PY) -m benchmarks.bench_inference
 
 # Mutation testing of the ranking decisions, metric rules and box conversions (docs/TESTING.md);
-# what is mutated is set in tools/mutation.py (TARGETS). Not part of `make test`.
+# what is mutated is set in scripts/mutation.py (TARGETS). Not part of `make test`.
 mutation: venv-dev
-	@$(PY) tools/mutation.py
+	@$(PY) -m scripts.mutation
 
 clean:
 	rm -rf output .pytest_cache mutants

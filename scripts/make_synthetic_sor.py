@@ -14,8 +14,8 @@ import argparse
 import logging
 import sys
 
+from seqrank.cli import setup_cli_logging
 from seqrank.data.synthetic import make_synthetic_sor
-from seqrank.utils.cli_logging import setup_cli_logging
 
 logger = logging.getLogger(__name__)
 

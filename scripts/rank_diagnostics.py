@@ -17,7 +17,6 @@ Definitions: ``seqrank/evaluation/diagnostics.py``.
 import argparse
 import csv
 import io
-import json
 import logging
 import os
 import sys
@@ -31,7 +30,7 @@ import seqrank  # noqa: F401  (registers the model components)
 from seqrank.data import register_sor_datasets
 from seqrank.engine import Trainer, build_cfg, fit_to_machine
 from seqrank.evaluation.diagnostics import aggregate_diagnostics, analyze_image, teacher_forced
-from seqrank.utils.atomic_io import atomic_write_bytes
+from seqrank.utils.atomic_io import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger("seqrank.rank_diagnostics")
 
@@ -156,8 +155,7 @@ def collect(cfg, dataset, num_images=0):
 
 def write_outputs(output_dir, diag):
     os.makedirs(output_dir, exist_ok=True)
-    text = json.dumps(diag, indent=1).encode()
-    atomic_write_bytes(os.path.join(output_dir, "rank_diagnostics.json"), text)
+    atomic_write_json(os.path.join(output_dir, "rank_diagnostics.json"), diag)
     atomic_write_bytes(os.path.join(output_dir, "confusion.csv"), _confusion_csv(diag))
     atomic_write_bytes(os.path.join(output_dir, "confusion.png"), confusion_png(diag))
 

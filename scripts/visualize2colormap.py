@@ -20,7 +20,13 @@ import os
 import cv2
 from tqdm import tqdm
 
-from seqrank.cli import add_debug_argument, debug_requested, positive_int, user_errors
+from seqrank.cli import (
+    add_debug_argument,
+    debug_requested,
+    positive_int,
+    setup_cli_logging,
+    user_errors,
+)
 from seqrank.evaluation.results_file import (
     MAX_MASK_PIXELS,
     MAX_RECORD_PIXELS,
@@ -30,7 +36,6 @@ from seqrank.evaluation.results_file import (
     load_results,
 )
 from seqrank.utils.atomic_io import atomic_write_bytes
-from seqrank.utils.cli_logging import setup_cli_logging
 from seqrank.utils.colormap import render_colormap
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .cli import MissingFileError, SeqRankUserError
-from .utils.atomic_io import atomic_write, atomic_write_bytes
+from .utils.atomic_io import atomic_torch_save, atomic_write_bytes
 from .utils.safe_pickle import (
     PickleLimitError,
     check_torch_file,
@@ -227,7 +227,7 @@ class SeqRankCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", path)
-        atomic_write(path, lambda f: torch.save(data, f))
+        atomic_torch_save(path, data)
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):

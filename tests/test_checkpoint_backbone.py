@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import seqrank  # noqa: F401
-from scripts.convert_swin_backbone import main as convert_main
+from scripts.convert_backbone import main as convert_main
 from seqrank.checkpoint import CheckpointMismatchError, SeqRankCheckpointer
 from tests.helpers import parity_cfg
 from tests.test_checkpoint import _model

@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..utils.atomic_io import atomic_write_bytes, current_umask
+from ..utils.atomic_io import atomic_write_json, current_umask
 from .datasets import register_sor_dataset
 
 __all__ = [
@@ -564,8 +564,7 @@ def _write_split(directory, name, split, count, seed, size, order, comment, prog
             f.write(encoded.tobytes())
         records.append(scene_to_record(scene, image_name))
     content = {"__comment__": comment, "data": records}
-    text = json.dumps(content) + "\n"
-    atomic_write_bytes(os.path.join(directory, f"{name}_{split}.json"), text.encode("utf-8"))
+    atomic_write_json(os.path.join(directory, f"{name}_{split}.json"), content, None, newline=True)
 
 
 def _swap_in(tmp_dir, target):

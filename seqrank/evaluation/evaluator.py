@@ -12,7 +12,6 @@ so no map travels through the gather and rank 0 does not wait for the writing.
 """
 
 import copy
-import json
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tabulate import tabulate
 
-from ..utils.atomic_io import atomic_write_bytes
+from ..utils.atomic_io import atomic_write_bytes, atomic_write_json
 from ..utils.colormap import render_rank_map
 from .bitmaps import summarize_maps, unpack_rows
 from .metrics import aggregate, select_metrics, summary_metrics
@@ -34,7 +33,6 @@ __all__ = [
     "RankMapWriter",
     "SOREvaluator",
     "metrics_table",
-    "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,22 +53,6 @@ def metrics_table(metrics, title="SOR metrics"):
         )
         rows.append([key, shown, int(metrics.get(key + "_count", 0))])
     return f"{title}:\n" + tabulate(rows, headers=["metric", "value", "images"], floatfmt=".4f")
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
-
-
-def write_json_atomic(path, obj):
-    """Write JSON via a temporary file and rename, so a crash never leaves a truncated file.
-
-    NaN values are written as ``null`` (strict JSON)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_bytes(path, json.dumps(_json_safe(obj), indent=1).encode("utf-8"))
 
 
 _COUNT_NAME = re.compile(r"^(?P<name>.+)_count_\d+\.png$")
@@ -221,7 +203,7 @@ class SOREvaluator(DatasetEvaluator):
         results = {rec["image_name"]: rec for rec in records}
         res_path = os.path.join(self.output_dir, f"{self.dataset_name}_coco_format.pth")
         save_results(res_path, results)
-        write_json_atomic(
+        atomic_write_json(
             os.path.join(self.output_dir, f"{self.dataset_name}_metrics.json"), metrics
         )
         logger.info("Wrote %s and %s_metrics.json", res_path, self.dataset_name)

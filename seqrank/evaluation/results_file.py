@@ -23,7 +23,7 @@ import pycocotools.mask as mask_util
 import torch
 
 from ..cli import SeqRankUserError
-from ..utils.atomic_io import atomic_write
+from ..utils.atomic_io import atomic_torch_save
 from ..utils.safe_pickle import (
     PickleLimitError,
     check_torch_file,
@@ -260,7 +260,7 @@ def encode_mask(mask):
 
 def save_results(path, results):
     """``torch.save`` a results dict to ``path`` atomically (no partial file on failure)."""
-    atomic_write(path, lambda f: torch.save(results, f))
+    atomic_torch_save(path, results)
 
 
 # --------------------------------------------------------------------------- encoding

@@ -1,6 +1,6 @@
 """Mutation testing of the ranking decisions, the metric rules and the box conversions.
 
-    make mutation        # = .venv/bin/python tools/mutation.py [--jobs N] [--keep]
+    make mutation        # = .venv/bin/python -m scripts.mutation [--jobs N] [--keep]
 
 Runs mutmut (pinned in requirements-dev.txt) over the functions of TARGETS with the fast tests of
 TESTS, prints the mutants that survived and ends with ``killed: K/N``. Survivors that cannot be
