@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.mapper import rasterize_annotations
+from ..data.annotations import rasterize_annotations
 from ..utils.colormap import render_rank_map
 from .bitmaps import MapSummary, pack_bits, pack_rows, summarize_maps, summary_iou
 from .metrics import summary_metrics

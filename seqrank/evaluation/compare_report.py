@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Sequence
 from detectron2.data import DatasetCatalog
 from tabulate import tabulate
 
+from ..data.annotations import check_record_size
 from ..data.datasets import SOR_SPLITS, register_sor_datasets
-from ..data.mapper import check_record_size
 from ..utils.atomic_io import atomic_write_files, json_bytes
 from .compare import (
     HEADLINE,

@@ -8,7 +8,7 @@ import logging
 
 from tqdm import tqdm
 
-from ..data.mapper import check_record_size, rasterize_annotations
+from ..data.annotations import check_record_size, rasterize_annotations
 from .protocols import PROTOCOLS, check_protocols, score_image, summarize_protocols
 from .results_file import MaskLimits, ResultsFileError, decode_masks
 

@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from scripts.convert_irsr import convert_irsr, load_annotations, main, parse_args
-from seqrank.utils.sor_convert import ConversionError, ConvertOptions
+from seqrank.data.converters.common import ConversionError, ConvertOptions
+from seqrank.data.converters.irsr import convert_irsr, load_annotations, main, parse_args
 from tests.helpers import load_converted, run_converter_cli, write_jpeg
 
 SIZES = {"i1": (30, 40), "i2": (24, 32)}

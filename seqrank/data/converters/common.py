@@ -21,15 +21,15 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from seqrank.cli import (
+from ...cli import (
     SeqRankUserError,
     add_debug_argument,
     debug_requested,
     setup_cli_logging,
     user_errors,
 )
-from seqrank.data.image_io import IMAGE_EXTENSIONS
-from seqrank.utils.atomic_io import atomic_write_json
+from ...utils.atomic_io import atomic_write_json
+from ..image_io import IMAGE_EXTENSIONS
 
 __all__ = [
     "ConversionError",
