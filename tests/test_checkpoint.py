@@ -88,8 +88,17 @@ def test_arbitrary_objects_need_opt_in(tmp_path, parity_state, monkeypatch):
     monkeypatch.delenv(TRUST_ENV, raising=False)
     with pytest.raises(UntrustedCheckpointError, match="--trust-checkpoint"):
         safe_torch_load(str(path))
-    monkeypatch.setenv(TRUST_ENV, "1")
-    assert safe_torch_load(str(path))["extra"] == fractions.Fraction(1, 3)
+    assert safe_torch_load(str(path), trust=True)["extra"] == fractions.Fraction(1, 3)
+    model = _model()
+    with pytest.raises(UntrustedCheckpointError):
+        SeqRankCheckpointer(model).load(str(path))
+    SeqRankCheckpointer(model, trust=True).load(str(path))
+    monkeypatch.setenv(TRUST_ENV, "1")  # the default of ``trust``, read when made
+    checkpointer = SeqRankCheckpointer(model)
+    monkeypatch.delenv(TRUST_ENV)
+    checkpointer.load(str(path))
+    with pytest.raises(UntrustedCheckpointError):
+        SeqRankCheckpointer(model, trust=False).load(str(path))
 
 
 def test_missing_and_garbage_files(tmp_path):

@@ -83,6 +83,8 @@ def _config_errors(source):
     among them); make each one line naming ``source``."""
     try:
         yield
+    except ConfigError:
+        raise  # already one line naming the file
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({_yaml_problem(exc)})") from None
     except (AssertionError, KeyError, ValueError, TypeError, OSError) as exc:
