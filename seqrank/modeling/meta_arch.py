@@ -50,11 +50,13 @@ class SeqRank(nn.Module):
     image, a dict ``{image_name, masks: [H x W bool], bboxes: [[x1, y1, x2, y2]], scores,
     saliency, num}`` in predicted rank order.
 
-    ``fast_inference`` (default on; :meth:`set_fast_inference`) runs inference under
-    ``torch.inference_mode`` with fused attention (SDPA, eval mode only) and the ranking blocks'
-    image-token projections computed once per image. It gives the same rankings as the original's
-    loop (kept as a test oracle in tests/reference/ranking.py) up to float rounding. Training
-    always uses the plain attention maths.
+    Speed switches, all from ``MODEL.SEQRANK.FAST_INFERENCE`` (default on): ``fast_inference``
+    runs inference under ``torch.inference_mode``; ``cache_tokens`` (default: ``fast_inference``)
+    computes the ranking blocks' image-token projections once per image; fused attention (SDPA,
+    eval mode only) is a constructor argument of the attention modules, passed down when they are
+    built. Together they give the same rankings as the original's loop (a test oracle in
+    tests/reference/ranking.py) up to float rounding. :meth:`set_fast_inference` changes them on a
+    built model, for ablations.
     """
 
     @configurable
@@ -72,7 +74,6 @@ class SeqRank(nn.Module):
         gaze_key="res5",
         exclude_ranked=False,
         fast_inference=True,
-        fused_attention=None,
         cache_tokens=None,
     ):
         super().__init__()
@@ -86,7 +87,8 @@ class SeqRank(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, -1, 1, 1), False)
         self.gaze_key = gaze_key
         self.exclude_ranked = exclude_ranked
-        self.set_fast_inference(fast_inference, fused_attention, cache_tokens)
+        self.fast_inference = bool(fast_inference)
+        self.cache_tokens = self.fast_inference if cache_tokens is None else bool(cache_tokens)
 
     @classmethod
     def from_config(cls, cfg):
@@ -105,30 +107,29 @@ class SeqRank(nn.Module):
         }
 
     def set_fast_inference(self, enabled=True, fused_attention=None, cache_tokens=None):
-        """Switch the inference speed-ups on or off; returns ``self``.
+        """Switch the inference speed-ups of a built model on or off (ablations); returns ``self``.
 
-        ``fused_attention`` (SDPA in eval mode) and ``cache_tokens`` (the ranking blocks'
-        projections of the image tokens computed once per image, not once per step) default to
-        ``enabled``; set them apart for ablations, e.g. to compare the ranking loops on
-        bit-identical features.
+        ``fused_attention`` (SDPA in eval mode, every attention module) and ``cache_tokens``
+        default to ``enabled``; set them apart e.g. to compare the ranking loops on bit-identical
+        features.
         """
         self.fast_inference = bool(enabled)
-        self.fused_attention = self.fast_inference if fused_attention is None else fused_attention
-        self.cache_tokens = self.fast_inference if cache_tokens is None else cache_tokens
-        self._select_attention()
+        fused = self.fast_inference if fused_attention is None else bool(fused_attention)
+        self.cache_tokens = self.fast_inference if cache_tokens is None else bool(cache_tokens)
+        for module in self._attention_modules():
+            module.fused = fused
         return self
 
-    def train(self, mode=True):
-        super().train(mode)
-        self._select_attention()
-        return self
+    @property
+    def fused_attention(self):
+        """Whether the attention modules take the fused path in eval mode."""
+        return any(module.fused for module in self._attention_modules())
 
-    def _select_attention(self):
-        # Every attention module with a fused path (``use_sdpa``) takes it in fast eval only.
-        fused = bool(self.fused_attention) and not self.training
-        for module in self.modules():
-            if hasattr(module, "use_sdpa"):
-                module.use_sdpa = fused
+    def _attention_modules(self):
+        # Every attention with a fused path exposes ``use_sdpa`` (``fused`` and eval mode).
+        return [
+            m for m in self.modules() if isinstance(getattr(type(m), "use_sdpa", None), property)
+        ]
 
     @property
     def device(self):

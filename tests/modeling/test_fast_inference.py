@@ -92,9 +92,13 @@ def test_switches_follow_mode_and_default(parity_setup):
     model.set_fast_inference(True)
 
     cfg = build_cfg(str(PARITY / "config.yaml"), ["MODEL.DEVICE", "cpu"])
-    assert build_model(cfg).fast_inference  # on by default
+    built = build_model(cfg).eval()  # on by default, passed down to every attention module
+    assert built.fast_inference and built.cache_tokens and built.fused_attention
+    assert all(m.use_sdpa for m in built.modules() if hasattr(m, "use_sdpa"))
     cfg.MODEL.SEQRANK.FAST_INFERENCE = False
-    assert not build_model(cfg).fast_inference
+    built = build_model(cfg).eval()
+    assert not (built.fast_inference or built.cache_tokens or built.fused_attention)
+    assert not any(m.use_sdpa for m in built.modules() if hasattr(m, "use_sdpa"))
 
 
 def test_sdpa_attention_matches_plain():
@@ -102,8 +106,10 @@ def test_sdpa_attention_matches_plain():
     attn = Attention(32, 4).eval()
     q, k, v = torch.randn(3, 7, 32), torch.randn(3, 11, 32), torch.randn(3, 11, 32)
     plain = attn(q, k, v)
-    attn.use_sdpa = True
-    fused = attn(q, k, v)
+    fused_attn = Attention(32, 4, fused=True).eval()
+    fused_attn.load_state_dict(attn.state_dict())
+    assert fused_attn.use_sdpa and not fused_attn.train().use_sdpa
+    fused = fused_attn.eval()(q, k, v)
     torch.testing.assert_close(fused, plain, rtol=0, atol=1e-5)
 
 
