@@ -2,7 +2,7 @@
 
 Both sides score the same seeded synthetic images (H x W = 480 x 640 by default, 1-8 ellipse /
 blob GT objects, 0-10 predictions: noisy copies of GT objects in a perturbed order plus spurious
-blobs) under protocol ``seqrank`` (shared/spec/METRICS.md) and build the same results-file
+blobs) under protocol ``seqrank`` (docs/METRICS.md) and build the same results-file
 records (RLE masks). The baseline, :mod:`tests.reference.metrics`, computes every IoU with
 its own pass over the full-resolution maps. Images are generated one at a time and each is
 handed to both sides in alternating order, so load from other processes hits both alike. The

@@ -4,9 +4,9 @@ Usage::
 
     python -m scripts.visualize2colormap -p output/assr/assr_test_coco_format.pth -o colormaps
 
-writes ``<image_name>_colormap.png`` (BGR colour table of DATA_FORMATS.md, most salient object on
-top) for each image. The canvas is each image's own mask size; a record without masks gives an
-all-black 480 x 640 image because the results file does not store the image size.
+writes ``<image_name>_colormap.png`` (BGR colour table of seqrank/utils/colormap.py, most salient
+object on top) for each image. The canvas is each image's own mask size; a record without masks
+gives an all-black 480 x 640 image because the results file does not store the image size.
 
 Nothing is decoded before it is checked: ``--max-mask-pixels`` (default 100 Mpx) bounds one mask,
 ``--max-record-pixels`` (default 400 Mpx) all masks of one image. An input error ends with one

@@ -92,7 +92,7 @@ class RankMapWriter:
 
 
 class SOREvaluator(DatasetEvaluator):
-    """Evaluates SeqRank predictions under the ``seqrank`` protocol (METRICS.md §1-3).
+    """Evaluates SeqRank predictions under the ``seqrank`` protocol (docs/METRICS.md).
 
     ``metrics``: the metric names to report, in that order (``TEST.METRICS_OF_INTEREST``; unknown
     names are dropped with a warning); ``None`` reports every metric. ``eval_save``: also write

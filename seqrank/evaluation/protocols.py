@@ -1,4 +1,4 @@
-"""Salient object ranking protocols other than ``seqrank`` (``shared/spec/METRICS.md`` section 4).
+"""Salient object ranking protocols other than ``seqrank`` (docs/METRICS.md).
 
 * ``irsr``: the official SA-SOR of Liu et al. (TPAMI 2021), also used by QAGNet, PSR and DSGNN.
 * ``assr``: the SOR and MAE of Siris et al. (CVPR 2020), computed on grey rank maps at 640 x 480.
@@ -195,8 +195,8 @@ def assr_sor_image(preds, gts, gt_rank_values=None, size=ASSR_SIZE) -> Optional[
     Returns:
         Spearman rho over the objects whose GT and predicted ranks are both non-zero: 1.0 when
         one object is left, None when none is left. None as well when rho is NaN (constant
-        ranks): the original excludes such images, as the reference value of METRICS.md §5
-        (SOR 0.75 over 8 of the 10 test cases, T9 being constant) shows.
+        ranks): the original excludes such images, as the reference value of docs/METRICS.md,
+        "Worked cases" (SOR 0.75 over 8 of the 10 test cases, T9 being constant) shows.
     """
     if len(gts) == 0:
         return None

@@ -1,5 +1,5 @@
 """SeqRank's training objective: matching, per-pair mask and box losses, objectness and the
-teacher-forced sequence loss (docs/ARCHITECTURE.md, "Losses").
+teacher-forced sequence loss (docs/ARCHITECTURE.md, "Training objective").
 
 Letters: B = batch, Q = queries, C = embedding dim, h x w = mask-logit size, S x S = GT mask size,
 K = GT objects of an image, M = matched pairs, P = sampled points.

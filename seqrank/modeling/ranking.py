@@ -114,10 +114,10 @@ class CenterShiftBlock(nn.Module):
 class SequentialRankingModule(nn.Module):
     """Stack of CenterShiftBlocks followed by a saliency head (B x Q x 1 logits).
 
-    ``forward(q, z, qpe, zpe, q_vis, bbox=None, size=None, token_cache=None)``; ``bbox`` and
-    ``size`` are accepted for interface compatibility and ignored; ``token_cache`` is an optional
+    ``forward(q, z, qpe, zpe, q_vis, token_cache=None)``; ``token_cache`` is an optional
     :meth:`token_cache` of ``z``, ``zpe``. Returns ``(logits, [])`` in training mode, else
-    ``logits``.
+    ``logits``. (The original's ``bbox`` and ``size`` arguments, which it ignored and no caller
+    here passes, are gone.)
     """
 
     @configurable
@@ -163,7 +163,7 @@ class SequentialRankingModule(nn.Module):
         unchanged across ranking steps because every block starts from the same ``z``."""
         return [block.token_query(z, zpe) for block in self.blocks]
 
-    def forward(self, q, z, qpe, zpe, q_vis, bbox=None, size=None, token_cache=None):
+    def forward(self, q, z, qpe, zpe, q_vis, token_cache=None):
         prev, gaze = rank_indicators(q_vis)
         cache = token_cache if token_cache is not None else [None] * len(self.blocks)
         for block, z_query in zip(self.blocks, cache):

@@ -1,6 +1,6 @@
 """Shared pieces of the ASSR / IRSR converters into the SeqRank dataset layout.
 
-Output layout (DATA_FORMATS.md)::
+Output layout (docs/ARCHITECTURE.md, "Data formats")::
 
     <output>/<id>/<id>_<split>.json       {"__comment__": str, "data": [record, ...]}
     <output>/<id>/images/<split>/<image_name>.jpg

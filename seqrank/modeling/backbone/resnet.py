@@ -1,4 +1,5 @@
-"""torchvision ResNe(X)t backbones ("ResNeXt50", "ResNeXt101", "ResNet152"), ARCHITECTURE.md §3.2.
+"""torchvision ResNe(X)t backbones ("ResNeXt50", "ResNeXt101", "ResNet152"); see
+docs/ARCHITECTURE.md, "Backbones".
 
 The original downloads ImageNet weights while building the model. Here the torchvision model is
 always built with ``weights=None``; ImageNet weights arrive through ``MODEL.WEIGHTS`` after

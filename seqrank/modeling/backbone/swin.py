@@ -1,9 +1,9 @@
 """Swin Transformer backbone in the Mask2Former / detectron2 layout ("D2SwinTransformer").
 
-Reproduces the numerics of the original (see ARCHITECTURE.md §3.1): images are padded to the
-patch size, tokens are padded to whole windows *after* ``norm1`` (padded tokens are unmasked zero
-keys), the cyclic shift is never disabled, even on maps smaller than a window, and shifted
-windows are separated with a -100.0 additive mask.
+Reproduces the numerics of the original (see docs/ARCHITECTURE.md, "Backbones"): images are
+padded to the patch size, tokens are padded to whole windows *after* ``norm1`` (padded tokens are
+unmasked zero keys), the cyclic shift is never disabled, even on maps smaller than a window, and
+shifted windows are separated with a -100.0 additive mask.
 
 Shapes: B = batch, H x W = token grid of a stage, C = channels of a stage, ws = window size,
 N = ws * ws tokens per window, nW = windows per image, B_ = B * nW, h = heads, hd = C / h.
