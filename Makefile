@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv venv-dev demo test lint format bench mutation clean
+.PHONY: venv venv-dev demo test test-fast lint format bench mutation clean
 
 venv:
 	@bash tools/bootstrap.sh
@@ -16,6 +16,10 @@ demo: venv
 
 test: venv-dev
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Everything but the end-to-end tests (subprocesses, CLI runs, the browser): about a minute.
+test-fast: venv-dev
+	@$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
 
 lint: venv-dev
 	@$(PY) -m flake8 --max-line-length 100 seqrank scripts demo online tests benchmarks train_net.py

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 from detectron2.modeling import build_model
 
@@ -39,6 +40,7 @@ def test_project_ranking_loop_syncs_once_per_step():
     assert reads > steps  # the original loop, for contrast
 
 
+@pytest.mark.e2e
 def test_bench_device_paths_runs_and_checks_identity():
     done = subprocess.run(
         [

@@ -128,6 +128,7 @@ def test_errors_name_the_file(release, tmp_path):
     assert not os.path.exists(out)  # validation happens before anything is written
 
 
+@pytest.mark.e2e
 def test_cli(release, tmp_path):
     out = tmp_path / "datasets"
     proc = run_converter_cli("convert_assr", release, out, "--splits", "test")

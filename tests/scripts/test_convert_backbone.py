@@ -82,6 +82,7 @@ def check_converted(path, model):
             assert torch.equal(wrapper.backbone.state_dict()[key], value), key
 
 
+@pytest.mark.e2e
 def test_cli_round_trip(source, tmp_path, repo_root):
     src, model = source
     out = tmp_path / "nested" / "swin_tiny_d2.pth"
@@ -92,6 +93,7 @@ def test_cli_round_trip(source, tmp_path, repo_root):
     assert [p.name for p in out.parent.iterdir()] == [out.name]
 
 
+@pytest.mark.e2e
 def test_readme_entry_point(source, tmp_path, repo_root):
     src, model = source
     out = tmp_path / "via_pretrained.pth"
@@ -102,6 +104,7 @@ def test_readme_entry_point(source, tmp_path, repo_root):
     check_converted(out, model)
 
 
+@pytest.mark.e2e
 def test_old_module_name_still_runs(source, tmp_path, repo_root):
     src, model = source
     out = tmp_path / "via_old_name.pth"

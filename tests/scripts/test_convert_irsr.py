@@ -113,6 +113,7 @@ def test_errors_name_the_file(release, tmp_path):
     assert not os.path.exists(out)
 
 
+@pytest.mark.e2e
 def test_cli(release, tmp_path):
     out = tmp_path / "datasets"
     proc = run_converter_cli("convert_irsr", release, out, "--splits", "test", "--link")

@@ -13,6 +13,9 @@ from seqrank.evaluation.protocols import assr_mae_image, assr_sor_image, irsr_sa
 from seqrank.evaluation.results_file import decode_masks
 from tests.conftest import PARITY, REPO
 
+# Runs the command end to end (subprocesses): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e
+
 
 def run_tool(out, results, *extra):
     cmd = [

@@ -26,6 +26,7 @@ def test_help(capsys):
     assert "-p" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_cli_writes_one_colormap_per_image(repo_root, parity_dir, tmp_path):
     results_path = parity_dir / "results_handmade.pth"
     out_dir = tmp_path / "nested" / "colormaps"
