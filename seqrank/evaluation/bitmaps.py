@@ -21,6 +21,7 @@ __all__ = [
     "binary_flat",
     "intersections",
     "iou_from_counts",
+    "nonzero_count",
     "pack_bits",
     "pack_rows",
     "pairwise_iou",
@@ -100,7 +101,7 @@ def unpack_rows(words: np.ndarray, width: int) -> np.ndarray:
     return np.unpackbits(words.view(np.uint8), axis=-1, count=width).view(bool)
 
 
-def _nonzero_count(maps: np.ndarray) -> Optional[int]:
+def nonzero_count(maps: np.ndarray) -> Optional[int]:
     """Nonzero values of ``maps`` (None for a dtype the binary test does not cover).
 
     Values are counted by their bit patterns, on an integer view: much faster than a float
@@ -142,7 +143,7 @@ def summarize_maps(maps, shape: Optional[Tuple[int, int]] = None) -> MapSummary:
     for out, m in pairs:
         np.equal(m, 1, out=out)
         if nonzero is not None:
-            count = _nonzero_count(m)
+            count = nonzero_count(m)
             nonzero = None if count is None else nonzero + count
     words = pack_rows(bits)
     areas = popcount(words.reshape(len(words), -1))

@@ -74,6 +74,7 @@ __all__ = [
     "MethodSpec",
     "PREDICTION_KINDS",
     "Prediction",
+    "assr_pred_map",
     "check_method_specs",
     "compare_methods",
     "default_workers",
@@ -367,7 +368,7 @@ def _summary(pred, shape):
     return MapSummary(words, shape[1], None, areas)
 
 
-def _assr_pred_map(pred):
+def assr_pred_map(pred):
     """Protocol assr's 480 x 640 grey map of a prediction (top 5 in ASSR's greys)."""
     if pred.grey is None:
         return assr_rank_map(resize_binary(pred.masks[: len(ASSR_GREY)], ASSR_SIZE))
@@ -388,7 +389,7 @@ def _score_objects(scores, truth, pred, protocols, threshold):
             iou = summary_iou(summary, truth.summary, eps=0.0)
             scores["irsr"] = irsr_sa_sor_from_iou(iou, None, pred.scores)
     if "assr" in protocols:
-        pred_map = _assr_pred_map(pred)
+        pred_map = assr_pred_map(pred)
         ranks = assr_predicted_ranks(pred_map, truth.assr_words)
         scores["assr"] = (assr_sor_from_ranks(ranks), assr_mae_from_maps(pred_map, truth.assr_map))
 

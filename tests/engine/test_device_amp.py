@@ -113,14 +113,14 @@ def test_to_device_keeps_host_tensors_on_cpu():
 
 
 def test_cudnn_benchmark_on_by_default_and_tf32_opt_in():
-    from seqrank.engine.setup import _configure_backends
+    from seqrank.engine.setup import configure_backends
 
     cfg = build_cfg(TINY, ["MODEL.DEVICE", "cpu", "TF32", "True"])
     assert cfg.CUDNN_BENCHMARK and not build_cfg(TINY).TF32
     saved = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
     try:
         torch.backends.cudnn.benchmark = False
-        _configure_backends(cfg)
+        configure_backends(cfg)
         assert torch.backends.cudnn.benchmark
         assert torch.get_float32_matmul_precision() == "high"
     finally:

@@ -218,14 +218,14 @@ def test_assr_saliency_ranks_mean_ties_and_zero():
 
 def test_assr_map_of_a_rank_map_is_the_painted_masks():
     """Recolouring the resized map equals painting the resized masks (disjoint masks)."""
-    from seqrank.evaluation.compare import Prediction, _assr_pred_map
+    from seqrank.evaluation.compare import Prediction, assr_pred_map
     from seqrank.evaluation.prediction_maps import rank_map_masks
     from seqrank.evaluation.protocols import ASSR_SIZE, resize_binary
 
     preds = IMAGES["img_d"][1]
     grey = render_rank_map(preds, H, W)
     values, masks, areas = rank_map_masks(grey)
-    got = _assr_pred_map(Prediction(masks, values.astype(float), grey, areas))
+    got = assr_pred_map(Prediction(masks, values.astype(float), grey, areas))
     assert np.array_equal(got, assr_rank_map(resize_binary(np.stack(preds), ASSR_SIZE)))
     assert set(np.unique(got)) == {0, *ASSR_GREY}
 

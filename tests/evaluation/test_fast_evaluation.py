@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 
 from seqrank.evaluation import SOREvaluator, image_metrics, make_record
-from seqrank.evaluation.bitmaps import _nonzero_count, intersections, pack_rows, summarize_maps
+from seqrank.evaluation.bitmaps import intersections, nonzero_count, pack_rows, summarize_maps
 from seqrank.evaluation.metrics import METRIC_NAMES, quiet_numerics
 from seqrank.evaluation.results_file import encode_rle
 from seqrank.evaluation.stats import pearson, spearman
@@ -155,9 +155,9 @@ def test_nonzero_count_counts_bit_patterns_for_every_layout():
     variants += [ints.astype(np.int32), ints.astype(np.uint32), ints.astype(np.uint8) > 0]
     for m in variants:
         expected = np.count_nonzero(m.view(f"u{m.itemsize}") if m.dtype != bool else m)
-        assert _nonzero_count(m) == expected, (m.dtype, m.shape, m.strides)
-    assert _nonzero_count(np.zeros((0, 4, 4), np.float32)) == 0
-    assert _nonzero_count(np.array([["a"]])) is None
+        assert nonzero_count(m) == expected, (m.dtype, m.shape, m.strides)
+    assert nonzero_count(np.zeros((0, 4, 4), np.float32)) == 0
+    assert nonzero_count(np.array([["a"]])) is None
     # -0.0 is not 1.0 yet nonzero: such maps take the general path, with the same metrics
     signed = np.where(maps[1:] > 0, maps[1:], np.float32(-0.0))
     assert summarize_maps(signed).union is not None
