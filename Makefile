@@ -17,7 +17,8 @@ demo: venv
 test: venv-dev
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# Everything but the end-to-end tests (subprocesses, CLI runs, the browser): about a minute.
+# Everything but the end-to-end tests (subprocesses, CLI runs, the browser): about a minute
+# (58-76 s on the shared 2-core machine, docs/TESTING.md).
 test-fast: venv-dev
 	@$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
 
