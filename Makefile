@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv venv-dev demo test lint format bench mutation clean
+.PHONY: venv venv-dev demo test test-fast lint format bench mutation clean
 
 venv:
 	@bash tools/bootstrap.sh
@@ -19,6 +19,11 @@ demo: venv
 test: venv-dev
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Everything but the end-to-end tests (subprocesses, CLI runs, the browser): about a minute
+# (58-76 s on the shared 2-core machine, docs/TESTING.md).
+test-fast: venv-dev
+	@$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+
 lint: venv-dev
 	@$(PY) -m flake8 --max-line-length 100 seqrank scripts demo online tests benchmarks train_net.py
 	@$(PY) -m black --check -l 100 -q seqrank scripts demo online tests benchmarks train_net.py
@@ -33,9 +38,9 @@ bench: venv-dev
 	@$(PY) -m benchmarks.bench_inference
 
 # Mutation testing of the ranking decisions, metric rules and box conversions (docs/TESTING.md);
-# what is mutated is set in tools/mutation.py (TARGETS). Not part of `make test`.
+# what is mutated is set in scripts/mutation.py (TARGETS). Not part of `make test`.
 mutation: venv-dev
-	@$(PY) tools/mutation.py
+	@$(PY) -m scripts.mutation
 
 clean:
 	rm -rf output .pytest_cache mutants

@@ -30,8 +30,8 @@ from benchmarks.bench_metrics import make_image
 from seqrank.data.synthetic import mask_to_polygons
 from seqrank.evaluation.compare import default_workers
 from seqrank.evaluation.compare_report import run_comparison
+from seqrank.evaluation.results_file import encode_mask, save_results
 from seqrank.utils.colormap import render_rank_map
-from seqrank.utils.results_file import encode_mask, save_results
 
 DATASET = "assr_test"
 

@@ -5,10 +5,10 @@
    and with ``foreach`` (what CUDA uses by default), for the tiny quick-schedule model and Swin-L
    (``configs/swinL_correct.yaml``, random weights). Both must give bit-identical parameters.
 2. Host reads per ranking step of the inference loop (each one is a device sync on CUDA): the
-   original's loop (``set_fast_inference(False)``) against the project's, counted with
+   original's loop (tests/reference/ranking.py) against the project's, counted with
    :class:`HostReadCounter` on the tiny model (random weights, batch 4).
 3. Ranked masks: the previous path (all K masks upsampled at once, thresholded in place and
-   copied as float32) against :func:`seqrank.modeling.meta_arch.threshold_masks` (chunks,
+   copied as float32) against :func:`seqrank.modeling.postprocessing.threshold_masks` (chunks,
    copied as bool): seconds, bytes handed to the host and peak resident-set rise.
 
 Pinned non-blocking copies, cuDNN autotuning and evaluation without the DDP wrapper only matter
@@ -20,10 +20,12 @@ Usage: ``python -m benchmarks.bench_device_paths [--skip-swin] [--reps 5] [--mas
 import argparse
 import contextlib
 import copy
+import functools
 import statistics
 import sys
 import time
 import warnings
+from unittest import mock
 
 import numpy as np
 import torch
@@ -34,7 +36,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import seqrank  # noqa: F401  (registers the model)
 from benchmarks.bench_inference import REPO, peak_rss
 from seqrank.engine import build_cfg, build_seqrank_optimizer
-from seqrank.modeling.meta_arch import threshold_masks
+from seqrank.modeling import meta_arch
+from seqrank.modeling.postprocessing import empty_result, threshold_masks
+from tests.reference import ranking as reference_ranking
+from tests.reference.ranking import rank_reference
 
 TINY = str(REPO / "configs" / "quick_schedules" / "synsor_tiny.yaml")
 SWIN = str(REPO / "configs" / "swinL_correct.yaml")
@@ -185,36 +190,37 @@ def host_reads_table():
     print("\n2. host reads (device syncs on CUDA) per ranking step, tiny model, batch 4")
     for label, fast in (("original loop", False), ("project loop", True)):
         model.set_fast_inference(fast)
-        reads, steps = count_ranking_reads(model, images)
+        reads, steps = count_ranking_reads(model, images, reference=not fast)
         print(f"  {label:<14} {reads:4d} reads in {steps:3d} steps: {reads / steps:.2f} per step")
     model.set_fast_inference(True)
 
 
-def count_ranking_reads(model, images, counter=None):
-    """(host reads, ranking steps) of one ``model.rank`` call, mask/box outputs left out.
+def count_ranking_reads(model, images, counter=None, reference=False):
+    """(host reads, ranking steps) of one ranking call, mask/box outputs left out.
 
-    ``counter``: a context manager with a ``count`` (default :class:`HostReadCounter`; on a GPU
-    :class:`CudaSyncCounter` counts the real syncs).
+    ``reference``: run the original's loop (tests/reference/ranking.py) instead of
+    ``model.rank``. ``counter``: a context manager with a ``count`` (default
+    :class:`HostReadCounter`; on a GPU :class:`CudaSyncCounter` counts the real syncs).
     """
     counter = HostReadCounter() if counter is None else counter
     with torch.inference_mode():
         features = model.encode(images)[:-1]
     steps = [0]
-    step_logits, result, append = model._step_logits, model._result, model._append
+    step_logits = model.step_logits
 
     def counted_step(*args, **kwargs):
         steps[0] += 1
         return step_logits(*args, **kwargs)
 
-    model._step_logits = counted_step
-    model._result = lambda inputs, index, *rest: model._empty_result(inputs, index)
-    model._append = lambda *args: None
-    try:
+    loop = functools.partial(rank_reference, model) if reference else model.rank
+    no_result = lambda inputs, index, *rest: empty_result(inputs, index)  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(model, "step_logits", counted_step))
+        stack.enter_context(mock.patch.object(meta_arch, "image_result", no_result))
+        stack.enter_context(mock.patch.object(reference_ranking, "append", lambda *a: None))
         with torch.inference_mode(), counter:
-            model.rank(images, *features)
-    finally:
-        del model._step_logits, model._result, model._append
-    assert (model._step_logits, model._result, model._append) == (step_logits, result, append)
+            loop(images, *features)
+    assert model.step_logits == step_logits
     return counter.count, steps[0]
 
 

@@ -1,11 +1,11 @@
 """Inference throughput of SeqRank: the optimised path against the straightforward eager path.
 
 Baseline: ``model.set_fast_inference(False)`` under ``torch.no_grad``: the original's explicit
-attention maths and its ranking loop (every image of a batch steps until all have stopped, each
-selected mask upsampled on its own). "one-by-one" feeds the same images one at a time to that
-path. Project: ``model.set_fast_inference(True)`` (the default): fused SDPA attention,
-``torch.inference_mode``, stopped images dropped from the ranking steps, per-block token
-projections computed once per image, one mask upsampling per image.
+attention maths and its ranking loop (``tests/reference/ranking.py``: every image of a batch
+steps until all have stopped, each selected mask upsampled on its own). "one-by-one" feeds the
+same images one at a time to that path. Project: ``model.set_fast_inference(True)`` (the
+default): fused SDPA attention, ``torch.inference_mode``, stopped images dropped from the ranking
+steps, per-block token projections computed once per image, one mask upsampling per image.
 
 Settings: the tiny parity model (shared/reference/parity_fpn, its checkpoint, its 4 test images
 at their original sizes) at input 200 and 384; Swin-L ``configs/swinL_correct.yaml`` with random
@@ -26,6 +26,7 @@ the tiny model at 200: the project path with batch 4 against the eager path one 
 import argparse
 import contextlib
 import ctypes
+import functools
 import os
 import statistics
 import time
@@ -40,6 +41,7 @@ from seqrank.checkpoint import SeqRankCheckpointer
 from seqrank.data.datasets import load_sor_json
 from seqrank.data.mapper import SORDatasetMapper
 from seqrank.engine import build_cfg
+from tests.reference.ranking import run_reference
 
 REPO = Path(__file__).resolve().parents[1]
 PARITY = Path(os.environ.get("SEQRANK_SHARED", REPO.parent / "shared")) / "reference" / "parity_fpn"
@@ -134,10 +136,12 @@ def set_mode(model, mode):
 
 
 def run_once(model, images, batch):
+    # The baseline (every switch off) runs the original's ranking loop, a test oracle.
+    call = model if model.fast_inference else functools.partial(run_reference, model)
     with torch.no_grad():
         if batch == 1:
-            return [model([x])[0] for x in images]
-        return model(images)
+            return [call([x])[0] for x in images]
+        return call(images)
 
 
 def measure(model, images, batch, modes, reps, warmup):

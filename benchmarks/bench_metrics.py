@@ -2,8 +2,8 @@
 
 Both sides score the same seeded synthetic images (H x W = 480 x 640 by default, 1-8 ellipse /
 blob GT objects, 0-10 predictions: noisy copies of GT objects in a perturbed order plus spurious
-blobs) under protocol ``seqrank`` (shared/spec/METRICS.md) and build the same results-file
-records (RLE masks). The baseline, :mod:`seqrank.evaluation.reference`, computes every IoU with
+blobs) under protocol ``seqrank`` (docs/METRICS.md) and build the same results-file
+records (RLE masks). The baseline, :mod:`tests.reference.metrics`, computes every IoU with
 its own pass over the full-resolution maps. Images are generated one at a time and each is
 handed to both sides in alternating order, so load from other processes hits both alike. The
 aggregated metrics must be identical.
@@ -24,7 +24,7 @@ import torch
 
 from seqrank.evaluation import SOREvaluator
 from seqrank.evaluation.metrics import METRIC_NAMES
-from seqrank.evaluation.reference import reference_image_metrics
+from tests.reference.metrics import reference_image_metrics
 
 # ---------------------------------------------------------------------------- synthetic data
 

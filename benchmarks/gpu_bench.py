@@ -40,7 +40,7 @@ from benchmarks.bench_inference import MODES, REPO, compare, set_mode, swin_mode
 from seqrank.checkpoint import SeqRankCheckpointer
 from seqrank.engine import SeqRankAMPTrainer, build_cfg
 from seqrank.engine.optimizer import build_seqrank_optimizer
-from seqrank.modeling.meta_arch import to_device
+from seqrank.utils.device import to_device
 
 TINY = str(REPO / "configs" / "quick_schedules" / "synsor_tiny.yaml")
 SWIN = str(REPO / "configs" / "swinL_correct.yaml")

@@ -50,7 +50,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
 import seqrank  # noqa: E402,F401  (registers the SeqRank model components)
 from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested  # noqa: E402
-from seqrank.data.image_io import read_rgb  # noqa: E402
+from seqrank.data.image_io import IMAGE_EXTENSIONS, read_rgb  # noqa: E402
 from seqrank.predictor import add_predictor_arguments, build_predictor_from_args  # noqa: E402
 from seqrank.utils.atomic_io import atomic_write_bytes  # noqa: E402
 from seqrank.utils.cli_logging import setup_cli_logging  # noqa: E402
@@ -64,7 +64,6 @@ from seqrank.video import check_video, rank_video, rank_webcam  # noqa: E402
 
 logger = logging.getLogger("seqrank.demo")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _GLOB_CHARS = "*?["
 
 

@@ -32,11 +32,10 @@ from tabulate import tabulate
 from seqrank.cli import ConfigError, add_debug_argument, debug_requested, user_errors
 from seqrank.data import register_sor_datasets
 from seqrank.engine.setup import build_cfg, check_output_dir, check_registered
-from seqrank.evaluation import write_json_atomic
 from seqrank.evaluation.metrics import select_metrics
 from seqrank.evaluation.results_eval import PROTOCOLS, evaluate_results
-from seqrank.utils.atomic_io import atomic_write_bytes
-from seqrank.utils.results_file import MaskLimits, load_results
+from seqrank.evaluation.results_file import MaskLimits, load_results
+from seqrank.utils.atomic_io import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger("seqrank.evaluation_tool")
 
@@ -119,7 +118,7 @@ def _write_outputs(output_dir, dataset, metrics_by_protocol, nested):
     os.makedirs(output_dir, exist_ok=True)
     payload = metrics_by_protocol if nested else metrics_by_protocol["seqrank"]
     json_path = os.path.join(output_dir, f"{dataset}_metrics.json")
-    write_json_atomic(json_path, payload)
+    atomic_write_json(json_path, payload)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["protocol", "metric", "value", "images"])

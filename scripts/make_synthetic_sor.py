@@ -14,20 +14,10 @@ import argparse
 import logging
 import sys
 
+from seqrank.cli import positive_int, setup_cli_logging
 from seqrank.data.synthetic import make_synthetic_sor
-from seqrank.utils.cli_logging import setup_cli_logging
 
 logger = logging.getLogger(__name__)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def parse_args(argv=None):
@@ -38,13 +28,13 @@ def parse_args(argv=None):
     parser.add_argument("--root", default="datasets", help="dataset root (cfg.DATASETS.ROOT)")
     parser.add_argument("--name", default="synsor", help="dataset name (folder and file prefix)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--num-train", type=_positive_int, default=600, help="train images")
-    parser.add_argument("--num-test", type=_positive_int, default=100, help="test images")
+    parser.add_argument("--num-train", type=positive_int, default=600, help="train images")
+    parser.add_argument("--num-test", type=positive_int, default=100, help="test images")
     parser.add_argument(
-        "--size", type=_positive_int, default=128, help="image height and width (default 128)"
+        "--size", type=positive_int, default=128, help="image height and width (default 128)"
     )
-    parser.add_argument("--height", type=_positive_int, help="image height (overrides --size)")
-    parser.add_argument("--width", type=_positive_int, help="image width (overrides --size)")
+    parser.add_argument("--height", type=positive_int, help="image height (overrides --size)")
+    parser.add_argument("--width", type=positive_int, help="image width (overrides --size)")
     parser.add_argument(
         "--order",
         choices=("chain", "global"),

@@ -17,10 +17,8 @@ Definitions: ``seqrank/evaluation/diagnostics.py``.
 import argparse
 import csv
 import io
-import json
 import logging
 import os
-import sys
 
 import torch
 from detectron2.utils.logger import setup_logger
@@ -28,10 +26,11 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 import seqrank  # noqa: F401  (registers the model components)
+from seqrank.cli import ConfigError, add_debug_argument, debug_requested, user_errors
 from seqrank.data import register_sor_datasets
 from seqrank.engine import Trainer, build_cfg, fit_to_machine
 from seqrank.evaluation.diagnostics import aggregate_diagnostics, analyze_image, teacher_forced
-from seqrank.utils.atomic_io import atomic_write_bytes
+from seqrank.utils.atomic_io import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger("seqrank.rank_diagnostics")
 
@@ -51,6 +50,7 @@ def build_parser():
     parser.add_argument(
         "--num-images", type=int, default=0, help="only the first N images (0 = all)"
     )
+    add_debug_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return parser
 
@@ -159,8 +159,7 @@ def collect(cfg, dataset, num_images=0):
 
 def write_outputs(output_dir, diag):
     os.makedirs(output_dir, exist_ok=True)
-    text = json.dumps(diag, indent=1).encode()
-    atomic_write_bytes(os.path.join(output_dir, "rank_diagnostics.json"), text)
+    atomic_write_json(os.path.join(output_dir, "rank_diagnostics.json"), diag)
     atomic_write_bytes(os.path.join(output_dir, "confusion.csv"), _confusion_csv(diag))
     atomic_write_bytes(os.path.join(output_dir, "confusion.png"), confusion_png(diag))
 
@@ -171,9 +170,9 @@ def run(args):
         logger.warning(note)
     dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
     if not dataset:
-        raise ValueError("no dataset: give --dataset or DATASETS.TEST in the config")
+        raise ConfigError("no dataset: give --dataset or DATASETS.TEST in the config")
     if args.max_k < 1:
-        raise ValueError(f"--max-k must be >= 1, got {args.max_k}")
+        raise ConfigError(f"--max-k must be >= 1, got {args.max_k}")
     register_sor_datasets(cfg.DATASETS.ROOT, (dataset,))
     records, teacher = collect(cfg, dataset, args.num_images)
     diag = aggregate_diagnostics(records, args.max_k, teacher)
@@ -191,10 +190,8 @@ def run(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     setup_logger(name="seqrank")
-    try:
+    with user_errors("rank_diagnostics", debug_requested(args)):
         return run(args)
-    except (FileNotFoundError, ValueError) as exc:
-        sys.exit(f"rank_diagnostics: error: {exc}")
 
 
 if __name__ == "__main__":

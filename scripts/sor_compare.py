@@ -31,7 +31,7 @@ from seqrank.config import add_seqrank_config
 from seqrank.evaluation.compare import CompareInputError, default_workers
 from seqrank.evaluation.compare_report import markdown_table, run_comparison
 from seqrank.evaluation.protocols import PROTOCOLS
-from seqrank.utils.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS, MaskLimits
+from seqrank.evaluation.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS, MaskLimits
 
 PROG = "sor_compare"
 # Bad input ends with exit code 2 (as argparse's usage errors), the documented contract.

@@ -4,9 +4,9 @@ Usage::
 
     python -m scripts.visualize2colormap -p output/assr/assr_test_coco_format.pth -o colormaps
 
-writes ``<image_name>_colormap.png`` (BGR colour table of DATA_FORMATS.md, most salient object on
-top) for each image. The canvas is each image's own mask size; a record without masks gives an
-all-black 480 x 640 image because the results file does not store the image size.
+writes ``<image_name>_colormap.png`` (BGR colour table of seqrank/utils/colormap.py, most salient
+object on top) for each image. The canvas is each image's own mask size; a record without masks
+gives an all-black 480 x 640 image because the results file does not store the image size.
 
 Nothing is decoded before it is checked: ``--max-mask-pixels`` (default 100 Mpx) bounds one mask,
 ``--max-record-pixels`` (default 400 Mpx) all masks of one image. An input error ends with one
@@ -20,11 +20,14 @@ import os
 import cv2
 from tqdm import tqdm
 
-from seqrank.cli import add_debug_argument, debug_requested, positive_int, user_errors
-from seqrank.utils.atomic_io import atomic_write_bytes
-from seqrank.utils.cli_logging import setup_cli_logging
-from seqrank.utils.colormap import render_colormap
-from seqrank.utils.results_file import (
+from seqrank.cli import (
+    add_debug_argument,
+    debug_requested,
+    positive_int,
+    setup_cli_logging,
+    user_errors,
+)
+from seqrank.evaluation.results_file import (
     MAX_MASK_PIXELS,
     MAX_RECORD_PIXELS,
     MaskLimits,
@@ -32,6 +35,8 @@ from seqrank.utils.results_file import (
     decode_masks,
     load_results,
 )
+from seqrank.utils.atomic_io import atomic_write_bytes
+from seqrank.utils.colormap import render_colormap
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .cli import MissingFileError, SeqRankUserError
-from .utils.atomic_io import atomic_write, atomic_write_bytes
+from .utils.atomic_io import atomic_torch_save, atomic_write_bytes
 from .utils.safe_pickle import (
     PickleLimitError,
     check_torch_file,
@@ -80,6 +80,9 @@ class UntrustedCheckpointError(SeqRankUserError, RuntimeError):
 
 
 def trust_checkpoints():
+    """Whether the environment (``SEQRANK_TRUST_CHECKPOINTS``, set by ``--trust-checkpoint`` for
+    every process of a run) allows arbitrary unpickling: the default of the ``trust`` arguments.
+    """
     return os.environ.get(TRUST_ENV, "") not in ("", "0", "false", "False")
 
 
@@ -105,8 +108,9 @@ def check_checkpoint_path(path):
         raise MissingFileError(f"{path}: checkpoint file not found")
 
 
-def safe_torch_load(path, map_location="cpu"):
-    """``torch.load`` restricted to tensors, containers and plain NumPy values.
+def safe_torch_load(path, map_location="cpu", trust=False):
+    """``torch.load`` restricted to tensors, containers and plain NumPy values; with ``trust``,
+    a plain ``torch.load`` (any pickled object: only for files the user trusts).
 
     Raises:
         MissingFileError (a FileNotFoundError): the file does not exist.
@@ -116,7 +120,7 @@ def safe_torch_load(path, map_location="cpu"):
     """
     path = os.fspath(path)
     check_checkpoint_path(path)
-    if trust_checkpoints():
+    if trust:
         return torch.load(path, map_location=map_location, weights_only=False)
     try:
         problem = describe_non_torch_file(path)
@@ -191,7 +195,15 @@ def _fmt(keys):
 
 class SeqRankCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer with safe unpickling, a strict fit check for full models and atomic
-    saves (a run killed while saving never leaves a truncated checkpoint behind)."""
+    saves (a run killed while saving never leaves a truncated checkpoint behind).
+
+    ``trust``: load any pickled object (``.pkl`` files, checkpoints with objects outside the
+    allow-list); ``None`` takes :func:`trust_checkpoints` when the checkpointer is made.
+    """
+
+    def __init__(self, model, save_dir="", *, trust=None, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.trust = trust_checkpoints() if trust is None else bool(trust)
 
     def load(self, path, *args, **kwargs):
         if path:
@@ -227,7 +239,7 @@ class SeqRankCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", path)
-        atomic_write(path, lambda f: torch.save(data, f))
+        atomic_torch_save(path, data)
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
@@ -236,10 +248,8 @@ class SeqRankCheckpointer(DetectionCheckpointer):
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
-            return (
-                super()._load_file(filename) if trust_checkpoints() else self._refuse_pkl(filename)
-            )
-        loaded = safe_torch_load(filename)
+            return super()._load_file(filename) if self.trust else self._refuse_pkl(filename)
+        loaded = safe_torch_load(filename, trust=self.trust)
         if not isinstance(loaded, dict):
             raise CheckpointError(
                 f"{filename}: expected a dict checkpoint, got {type(loaded).__name__}"

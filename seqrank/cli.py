@@ -1,6 +1,10 @@
 """What every command-line entry point shares: the user-error types, how such errors end the
-process (one line, exit code 1; a traceback only with ``--debug`` or ``SEQRANK_DEBUG=1``) and how a
-process ends on SIGTERM."""
+process (one line, exit code 1; a traceback only with ``--debug`` or ``SEQRANK_DEBUG=1``), the
+logging set-up and how a process ends on SIGTERM.
+
+The predictor arguments of the demos (``--config-file``, ``--trust-checkpoint``, ``--opts``) are
+:func:`seqrank.predictor.add_predictor_arguments`, beside the predictor they build.
+"""
 
 import argparse
 import contextlib
@@ -22,6 +26,7 @@ __all__ = [
     "exit_on_sigterm",
     "one_line",
     "positive_int",
+    "setup_cli_logging",
     "user_errors",
 ]
 
@@ -29,6 +34,9 @@ logger = logging.getLogger("seqrank")
 
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
 DEBUG_ENV = "SEQRANK_DEBUG"
+
+_PLAIN_LOG = "%(levelname)s %(name)s: %(message)s"
+_TIMED_LOG = "[%(asctime)s %(name)s] %(levelname)s: %(message)s"
 
 
 class SeqRankUserError(Exception):
@@ -45,6 +53,18 @@ class MissingFileError(SeqRankUserError, FileNotFoundError):
 
 class ConfigError(SeqRankUserError, ValueError):
     """A config file or value is invalid (the message names the file or key)."""
+
+
+def setup_cli_logging(timestamps: bool = False, level: int = logging.INFO) -> None:
+    """Log to stderr at ``level``; ``timestamps`` prefixes each line with the time of day.
+
+    Long-running tools (demos, the web app) use timestamps; one-shot converters do not. Like
+    ``logging.basicConfig`` it leaves an already configured root logger alone.
+    """
+    if timestamps:
+        logging.basicConfig(level=level, format=_TIMED_LOG, datefmt="%H:%M:%S")
+    else:
+        logging.basicConfig(level=level, format=_PLAIN_LOG)
 
 
 def add_debug_argument(parser):

@@ -6,20 +6,26 @@ extended, not replaced, so e.g. ``MODEL.BACKBONE.FREEZE_AT`` stays available.
 
 import logging
 
-import torch
 from detectron2.config import CfgNode as CN
 
-from .utils.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS
+from .cli import ConfigError
+from .evaluation.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS
 
-__all__ = ["add_seqrank_config", "merge_config_file", "prune_unknown_keys"]
+__all__ = ["LEGACY_KEYS", "add_seqrank_config", "merge_config_file", "prune_unknown_keys"]
 
 logger = logging.getLogger(__name__)
+
+# Keys of the released config dumps (``<dataset>_swinL[_correct]_config.yaml``) that no code here
+# reads: a file may hold them, and they are ignored with one warning. Any other key a config file
+# sets must be defined (here or by detectron2): an unknown one is an error, usually a typo.
+LEGACY_KEYS = ("GLOBAL.HACK", "SOLVER.ITERS_PER_STEP", "SOLVER.TIMEOUT")
 
 
 def _add_model_config(cfg):
     cfg.MODEL.WEIGHTS = ""
     cfg.MODEL.PE = "APE"
-    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    # The same on every machine; set-up falls back to the CPU where there is no GPU.
+    cfg.MODEL.DEVICE = "cuda"
 
     cfg.MODEL.BACKBONE.NAME = "ResNeXt50"
     cfg.MODEL.BACKBONE.NUM_FEATURES = (256, 512, 1024, 2048)
@@ -55,8 +61,8 @@ def _add_model_config(cfg):
     cfg.MODEL.SEQRANK = CN()
     # Never re-select a query that is already ranked during sequential inference.
     cfg.MODEL.SEQRANK.EXCLUDE_RANKED = False
-    # Optimised inference path (same decisions and masks within float tolerance; docs/FIDELITY.md);
-    # False runs the original's step-by-step loop.
+    # Inference speed-ups (same decisions and masks within float tolerance; docs/FIDELITY.md):
+    # fused attention, image tokens projected once per image. False: the plain maths.
     cfg.MODEL.SEQRANK.FAST_INFERENCE = True
 
 
@@ -163,16 +169,26 @@ def prune_unknown_keys(reference, loaded, prefix=""):
 
 
 def merge_config_file(cfg, path):
-    """Merge a YAML file (with ``_BASE_`` chains) into ``cfg``, tolerating unknown keys.
+    """Merge a YAML file (with ``_BASE_`` chains) into ``cfg``.
 
-    The released config dumps contain keys the public code never defined (e.g. ``GLOBAL.HACK``);
-    they are dropped with a single warning instead of failing the whole merge.
+    Keys of :data:`LEGACY_KEYS` (in the released config dumps, read by no code) are dropped with
+    a single warning.
+
+    Raises:
+        ConfigError: the file sets a key that neither SeqRank nor detectron2 defines.
     """
     loaded = cfg.load_yaml_with_base(path, allow_unsafe=True)
     removed = prune_unknown_keys(cfg, loaded)
+    unknown = [key for key in removed if key not in LEGACY_KEYS]
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown config key(s) {', '.join(unknown)} (not defined by SeqRank or "
+            "detectron2; check the spelling)"
+        )
     if removed:
         logger.warning(
-            "Ignoring %d config key(s) unknown to SeqRank in %s: %s",
+            "Ignoring %d config key(s) unknown to SeqRank in %s (legacy keys of the released "
+            "config dumps): %s",
             len(removed),
             path,
             ", ".join(removed),

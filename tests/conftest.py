@@ -22,6 +22,25 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+# End-to-end modules marked here rather than in the file: the parity test stays as written, and
+# the demo / web-demo tests belong to the demo's own work. Every other e2e test carries
+# ``@pytest.mark.e2e`` (or a module ``pytestmark``) itself.
+E2E_MODULES = (
+    "tests/test_parity_eval.py",  # evaluates the parity checkpoint with train_net.py
+    "tests/demo/test_demo_cli.py",  # runs demo/demo.py in subprocesses
+    "tests/online/test_browser.py",  # a headless browser against the web demo
+)
+# Single e2e tests in such files: launch.sh runs in a subprocess.
+E2E_TESTS = ("tests/online/test_app.py::test_launch_sh_",)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        node = item.nodeid
+        if node.split("::")[0] in E2E_MODULES or node.startswith(E2E_TESTS):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(autouse=True)
 def reset_random_state():
     """Every test starts from the same torch / NumPy / Python RNG state, whatever ran before it

@@ -31,6 +31,7 @@ __all__ = [
     "manifest_entry",
     "module_entries",
     "official_cfg",
+    "parity_arch",
     "parity_cfg",
     "run_converter_cli",
     "run_distributed",
@@ -58,6 +59,12 @@ def parity_cfg():
     """Config of the tiny parity model (``reference/parity_fpn``)."""
     require_shared()
     return merge_config_file(seqrank_cfg(), str(PARITY / "config.yaml"))
+
+
+def parity_arch(*opts):
+    """The parity config's model on CPU with ``opts``, randomly initialised (no checkpoint)."""
+    require_shared()
+    return build_model(build_cfg(str(PARITY / "config.yaml"), ["MODEL.DEVICE", "cpu", *opts]))
 
 
 def parity_model(*opts):

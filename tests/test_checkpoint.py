@@ -6,7 +6,6 @@ import fractions
 import numpy as np
 import pytest
 import torch
-from detectron2.modeling import build_model
 
 import seqrank  # noqa: F401
 from seqrank.checkpoint import (
@@ -16,13 +15,8 @@ from seqrank.checkpoint import (
     UntrustedCheckpointError,
     safe_torch_load,
 )
-from seqrank.engine import build_cfg
 from tests.conftest import PARITY
-
-
-def _model(*opts):
-    cfg = build_cfg(str(PARITY / "config.yaml"), ["MODEL.DEVICE", "cpu", *opts])
-    return build_model(cfg)
+from tests.helpers import parity_arch
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +25,7 @@ def parity_state():
 
 
 def test_parity_checkpoint_loads_with_no_missing_or_unexpected_keys(parity_state):
-    model = _model()
+    model = parity_arch()
     SeqRankCheckpointer(model).load(str(PARITY / "checkpoint.pth"))
     state = model.state_dict()
     assert list(state) == list(parity_state)  # nothing missing, nothing unexpected
@@ -45,20 +39,20 @@ def test_unexpected_and_missing_keys_fail_naming_them(tmp_path, parity_state):
     path = tmp_path / "extra.pth"
     torch.save({"model": extra}, path)
     with pytest.raises(CheckpointMismatchError) as info:
-        SeqRankCheckpointer(_model()).load(str(path))
+        SeqRankCheckpointer(parity_arch()).load(str(path))
     message = str(info.value)
     assert "missing 1 keys: gaze_shift.prev_emb" in message
     assert "unexpected 1 keys: instance_seg.extra_layer.weight" in message
 
 
 def test_wrong_neck_fails_with_key_list(parity_state):
-    model = _model("MODEL.NECK.NAME", "FrcPN")
+    model = parity_arch("MODEL.NECK.NAME", "FrcPN")
     with pytest.raises(CheckpointMismatchError, match=r"neck\.(frcs|fpn_layers)"):
         SeqRankCheckpointer(model).load(str(PARITY / "checkpoint.pth"))
 
 
 def test_wrong_shapes_fail(parity_state):
-    model = _model("MODEL.COMMON.NUM_QUERIES", "8")
+    model = parity_arch("MODEL.COMMON.NUM_QUERIES", "8")
     with pytest.raises(CheckpointMismatchError, match="instance_seg.q "):
         SeqRankCheckpointer(model).load(str(PARITY / "checkpoint.pth"))
 
@@ -75,7 +69,7 @@ def test_detectron2_trainer_state_loads_safely(tmp_path, parity_state):
     torch.save(ckpt, path)
     loaded = safe_torch_load(str(path))
     assert loaded["iteration"] == 5
-    model = _model()
+    model = parity_arch()
     rest = SeqRankCheckpointer(model).load(str(path))
     assert rest["iteration"] == 5 and rest["scheduler"]["last_epoch"] == 5
     for key, value in model.state_dict().items():
@@ -88,8 +82,17 @@ def test_arbitrary_objects_need_opt_in(tmp_path, parity_state, monkeypatch):
     monkeypatch.delenv(TRUST_ENV, raising=False)
     with pytest.raises(UntrustedCheckpointError, match="--trust-checkpoint"):
         safe_torch_load(str(path))
-    monkeypatch.setenv(TRUST_ENV, "1")
-    assert safe_torch_load(str(path))["extra"] == fractions.Fraction(1, 3)
+    assert safe_torch_load(str(path), trust=True)["extra"] == fractions.Fraction(1, 3)
+    model = parity_arch()
+    with pytest.raises(UntrustedCheckpointError):
+        SeqRankCheckpointer(model).load(str(path))
+    SeqRankCheckpointer(model, trust=True).load(str(path))
+    monkeypatch.setenv(TRUST_ENV, "1")  # the default of ``trust``, read when made
+    checkpointer = SeqRankCheckpointer(model)
+    monkeypatch.delenv(TRUST_ENV)
+    checkpointer.load(str(path))
+    with pytest.raises(UntrustedCheckpointError):
+        SeqRankCheckpointer(model, trust=False).load(str(path))
 
 
 def test_missing_and_garbage_files(tmp_path):
@@ -105,7 +108,7 @@ def test_backbone_only_weights_initialise_backbone(tmp_path, parity_state):
     path = tmp_path / "backbone.pth"
     backbone = {k: v for k, v in parity_state.items() if k.startswith("backbone.")}
     torch.save({"model": backbone}, path)
-    model = _model()
+    model = parity_arch()
     SeqRankCheckpointer(model).load(str(path))
     state = model.state_dict()
     assert torch.equal(

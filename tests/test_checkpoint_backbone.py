@@ -9,10 +9,9 @@ import pytest
 import torch
 
 import seqrank  # noqa: F401
-from scripts.convert_swin_backbone import main as convert_main
+from scripts.convert_backbone import main as convert_main
 from seqrank.checkpoint import CheckpointMismatchError, SeqRankCheckpointer
-from tests.helpers import parity_cfg
-from tests.test_checkpoint import _model
+from tests.helpers import parity_arch, parity_cfg
 
 STAGE_NORMS = [f"backbone.norm{i}.{p}" for i in range(4) for p in ("weight", "bias")]
 # The tiny parity Swin (window 7) pre-trained at 224: 56 / 2**s tokens a side at stage s.
@@ -55,7 +54,7 @@ def original_converter(source):
 
 
 def _load(path, caplog):
-    model = _model()
+    model = parity_arch()
     with caplog.at_level(logging.INFO, logger="seqrank.checkpoint"):
         SeqRankCheckpointer(model).load(str(path))
     return model
@@ -123,7 +122,7 @@ def _converted(parity_state, edit):
 def test_incomplete_or_misshapen_backbone_still_fails(edit, message, tmp_path, parity_state):
     path = tmp_path / "bad_backbone.pth"
     torch.save(_converted(parity_state, edit), path)
-    model = _model()
+    model = parity_arch()
     before = model.state_dict()["backbone.patch_embed.proj.weight"].clone()
     with pytest.raises(CheckpointMismatchError, match=message):
         SeqRankCheckpointer(model).load(str(path))
@@ -137,4 +136,4 @@ def test_full_model_checkpoint_with_leftovers_stays_strict(tmp_path, parity_stat
     path = tmp_path / "full_with_head.pth"
     torch.save({"model": state}, path)
     with pytest.raises(CheckpointMismatchError, match=r"unexpected 1 keys: backbone\.head\.weight"):
-        SeqRankCheckpointer(_model()).load(str(path))
+        SeqRankCheckpointer(parity_arch()).load(str(path))

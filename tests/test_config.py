@@ -9,8 +9,9 @@ from detectron2.config import get_cfg
 from detectron2.modeling import META_ARCH_REGISTRY
 
 import seqrank  # noqa: F401
-from seqrank.config import add_seqrank_config
-from seqrank.engine import build_cfg
+from seqrank.cli import ConfigError
+from seqrank.config import LEGACY_KEYS, add_seqrank_config
+from seqrank.engine import build_cfg, fit_to_machine
 from tests.conftest import REPO, SHARED
 
 OFFICIAL = SHARED / "reference" / "official_configs"
@@ -115,3 +116,33 @@ def test_state_dict_matches_official_manifest(name):
     assert sum(p.numel() for p in model.parameters()) == manifest["num_parameters"]
     for module, count in manifest["per_module_parameters"].items():
         assert sum(p.numel() for p in getattr(model, module).parameters()) == count, module
+
+
+def test_unknown_key_in_a_config_file_is_a_one_line_error(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("MODEL:\n  SEQRANK:\n    FAST_INFERNCE: false\n")
+    with pytest.raises(ConfigError) as info:
+        build_cfg(str(path))
+    message = str(info.value)
+    assert str(path) in message and "MODEL.SEQRANK.FAST_INFERNCE" in message
+    assert "\n" not in message
+
+
+def test_legacy_keys_are_ignored_only_when_listed(tmp_path, caplog):
+    assert set(LEGACY_KEYS) == {"GLOBAL.HACK", "SOLVER.ITERS_PER_STEP", "SOLVER.TIMEOUT"}
+    path = tmp_path / "legacy.yaml"
+    path.write_text("SOLVER:\n  ITERS_PER_STEP: 2\n  TIMEOUT: 5\n")
+    with caplog.at_level(logging.WARNING):
+        build_cfg(str(path))
+    assert ["SOLVER.ITERS_PER_STEP, SOLVER.TIMEOUT" in r.getMessage() for r in caplog.records] == [
+        True
+    ]
+
+
+def test_default_device_does_not_depend_on_the_machine(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    cfg = build_cfg()
+    assert cfg.MODEL.DEVICE == "cuda"
+    fit_to_machine(cfg)
+    assert cfg.MODEL.DEVICE == "cpu"

@@ -109,8 +109,8 @@ def test_mask_and_box_logits_are_fp32_before_point_sampling(parity):
     boxes = [masks_to_unit_boxes(gt[0])]
     idx = (torch.tensor([0, 0]), torch.tensor([1, 3]), torch.tensor([0, 1]))
     as_fp32 = {k: v.float() for k, v in pred.items()}
-    got = model._pair_losses(pred, gt, boxes, idx, (40, 40))
-    ref = model._pair_losses(as_fp32, gt, boxes, idx, (40, 40))
+    got = model.criterion.pair_losses(pred, gt, boxes, idx, (40, 40))
+    ref = model.criterion.pair_losses(as_fp32, gt, boxes, idx, (40, 40))
     assert got[0].dtype == torch.float32
     assert [float(x) for x in got] == [float(x) for x in ref]
     rows, cols = draw_points(40, 40, 1600, "cpu")

@@ -140,12 +140,14 @@ def _weights(tmp_path, name, content):
         ("cut.pth", b"PK\x03\x04broken", "not a valid zip archive"),
     ],
 )
+@pytest.mark.e2e
 def test_checkpoint_that_is_no_checkpoint(train_cli, tmp_path, name, content, problem):
     path = _weights(tmp_path, name, content)
     message = train_cli("MODEL.WEIGHTS", str(path))
     assert str(path) in message and problem in message
 
 
+@pytest.mark.e2e
 def test_checkpoint_paths(train_cli, tmp_path):
     assert "is a directory, not a checkpoint" in train_cli("MODEL.WEIGHTS", str(tmp_path))
     missing = train_cli("MODEL.WEIGHTS", str(tmp_path / "nope.pth"))
@@ -154,6 +156,7 @@ def test_checkpoint_paths(train_cli, tmp_path):
     assert "https://example.org/seqrank.pth: checkpoints are not downloaded" in url
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("content,problem", [("", "is empty"), ("model_0000099.pth", "names")])
 def test_bad_last_checkpoint(train_cli, tmp_path, content, problem):
     (tmp_path / "out").mkdir()
@@ -162,6 +165,7 @@ def test_bad_last_checkpoint(train_cli, tmp_path, content, problem):
     assert "last_checkpoint" in message and problem in message and "delete it" in message
 
 
+@pytest.mark.e2e
 def test_nan_weights_fail_at_load_time(train_cli, tmp_path):
     checkpoint = torch.load(PARITY / "checkpoint.pth", weights_only=True)
     key = next(k for k, v in checkpoint["model"].items() if v.is_floating_point())
@@ -171,6 +175,7 @@ def test_nan_weights_fail_at_load_time(train_cli, tmp_path):
     assert f"tensor '{key}' holds" in message and "NaN/Inf" in message
 
 
+@pytest.mark.e2e
 def test_malicious_checkpoint_is_named_untrusted(train_cli, tmp_path):
     torch.save({"model": _Call(os.system, "echo pwned")}, tmp_path / "evil.pth")
     message = train_cli("MODEL.WEIGHTS", str(tmp_path / "evil.pth"))
@@ -188,10 +193,12 @@ def test_malicious_checkpoint_is_named_untrusted(train_cli, tmp_path):
         (["MODEL.WEIGHTS", ""], "--eval-only needs MODEL.WEIGHTS"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_config_values(train_cli, opts, problem):
     assert problem in train_cli(*opts)
 
 
+@pytest.mark.e2e
 def test_malformed_yaml(train_cli, tmp_path):
     config = tmp_path / "broken.yaml"
     config.write_text("MODEL:\n  DEVICE: cpu\n    WEIGHTS: x\n")
@@ -199,6 +206,7 @@ def test_malformed_yaml(train_cli, tmp_path):
     assert f"{config}: not valid YAML (line 3, column 12" in message
 
 
+@pytest.mark.e2e
 def test_output_dir_that_is_a_file_or_not_writable(train_cli, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -245,12 +253,14 @@ def dataset(tmp_path):
         ),
     ],
 )
+@pytest.mark.e2e
 def test_bad_test_records_are_named(train_cli, dataset, change, problem):
     root = dataset("test", change)
     message = train_cli("DATASETS.ROOT", str(root))
     assert "assr_test.json: record 0" in message and problem in message
 
 
+@pytest.mark.e2e
 def test_record_larger_than_its_image_is_refused_before_decoding(train_cli, dataset):
     # 60000 x 60000 would take 26.8 GB of GT masks; the header says 150 x 230.
     root = dataset("test", lambda r: r.update(height=60000, width=60000))
@@ -261,6 +271,7 @@ def test_record_larger_than_its_image_is_refused_before_decoding(train_cli, data
     assert "parity_fpn_000.jpg: the record's 150 x 230 image exceeds 1,000 pixels" in message
 
 
+@pytest.mark.e2e
 def test_empty_training_sets(train_cli, dataset):
     assert "DATASETS.TRAIN is empty" in train_cli("DATASETS.TRAIN", "()", eval_only=False)
     root = dataset("train", lambda records: [], whole=True)
@@ -268,6 +279,7 @@ def test_empty_training_sets(train_cli, dataset):
     assert "DATASETS.TRAIN ('assr_train',): Dataset 'assr_train' is empty!" in message
 
 
+@pytest.mark.e2e
 def test_debug_shows_the_traceback(train_cli, tmp_path, capsys):
     argv = ["--debug", "--eval-only", "--config-file", str(PARITY / "config.yaml")]
     with pytest.raises(SystemExit) as info:
@@ -543,6 +555,7 @@ def _bomb_cases(tmp_path):
     ]  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_memory_bombs_are_refused_under_a_memory_limit(tmp_path):
     cases = _bomb_cases(tmp_path)
     argv = json.dumps([case[:3] for case in cases])

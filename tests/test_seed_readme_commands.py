@@ -6,12 +6,16 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY
 
 import seqrank  # noqa: F401
 from seqrank.engine import build_cfg
 from tests.conftest import PARITY, REPO
+
+# Runs the command end to end (subprocesses): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e
 
 VERBATIM = """python train_net.py \\
    --eval-only \\

@@ -1,6 +1,6 @@
 """Registration of salient-object-ranking (SOR) datasets with detectron2's catalogs.
 
-Layout under a dataset root (see DATA_FORMATS.md)::
+Layout under a dataset root (see docs/ARCHITECTURE.md, "Data formats")::
 
     {root}/{id}/{id}_{split}.json
     {root}/{id}/images/{split}/{image_name}.jpg
@@ -169,11 +169,7 @@ def register_sor_dataset(name, json_file, image_root):
         # .set() below fail on conflicting values.
         MetadataCatalog.remove(name)
     DatasetCatalog.register(name, partial(load_sor_json, json_file, image_root))
-    MetadataCatalog.get(name).set(
-        json_file=json_file,
-        image_root=image_root,
-        evaluator_type="sor",
-    )
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root)
 
 
 def _register_in_layout(root, name, dataset_id, split):

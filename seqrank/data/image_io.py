@@ -7,7 +7,11 @@ from PIL import Image, ImageOps
 
 from ..cli import MissingFileError, SeqRankUserError
 
-__all__ = ["ImageReadError", "pil_to_rgb", "read_image_size", "read_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "pil_to_rgb", "read_image_size", "read_rgb"]
+
+# File-name extensions taken as images (lower case; compare ``ext.lower()``) by the demos and
+# the dataset converters.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 # 16-bit (and 32-bit integer) modes are rescaled to 8 bit instead of being clipped by PIL's
 # convert("RGB"), which would saturate everything above 255 to white.

@@ -37,7 +37,7 @@ def _group(module_name, module, param_name, solver):
 
 
 def param_groups(model, solver):
-    """One group per trainable parameter, each visited once (ARCHITECTURE.md §1.4)."""
+    """One group per trainable parameter, each visited once (docs/ARCHITECTURE.md, "Optimizer")."""
     groups, seen = [], set()
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):

@@ -85,6 +85,8 @@ def _config_errors(source):
     among them); make each one line naming ``source``."""
     try:
         yield
+    except ConfigError:
+        raise  # already one line naming the file
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({_yaml_problem(exc)})") from None
     except (AssertionError, KeyError, ValueError, TypeError, OSError) as exc:
@@ -233,7 +235,7 @@ def clean_output_dir(output_dir):
         )
 
 
-def _configure_backends(cfg):
+def configure_backends(cfg):
     """cuDNN autotuning, TF32 matmuls and the current CUDA device of this process."""
     torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
     if cfg.TF32:
@@ -281,7 +283,7 @@ def setup(args):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // comm.get_world_size()))
     cuda = "available" if torch.cuda.is_available() else "not available"
     logger.info("Running on MODEL.DEVICE=%s (CUDA %s)", cfg.MODEL.DEVICE, cuda)
-    _configure_backends(cfg)
+    configure_backends(cfg)
     register_sor_datasets(cfg.DATASETS.ROOT, tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST))
     check_registered(cfg, ("TEST",) if getattr(args, "eval_only", False) else ("TRAIN", "TEST"))
     return cfg

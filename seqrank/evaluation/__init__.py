@@ -1,5 +1,6 @@
-from .evaluator import SOREvaluator, make_record, metrics_table, write_json_atomic
+from .evaluator import SOREvaluator, metrics_table
 from .metrics import aggregate, image_metrics
+from .results_file import make_record
 
 __all__ = [
     "SOREvaluator",
@@ -7,5 +8,4 @@ __all__ = [
     "image_metrics",
     "make_record",
     "metrics_table",
-    "write_json_atomic",
 ]

@@ -33,17 +33,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.mapper import rasterize_annotations
+from ..data.annotations import rasterize_annotations
 from ..utils.colormap import render_rank_map
-from ..utils.results_file import MaskLimits, ResultsFileError, decode_masks, load_results
-from .metrics import (
-    MapSummary,
-    pack_bits,
-    pack_rows,
-    summarize_maps,
-    summary_iou,
-    summary_metrics,
-)
+from .bitmaps import MapSummary, pack_bits, pack_rows, summarize_maps, summary_iou
+from .metrics import summary_metrics
 from .prediction_maps import (
     MAP_KINDS,
     MAX_MAP_PIXELS,
@@ -66,8 +59,9 @@ from .protocols import (
     assr_sor_from_ranks,
     irsr_sa_sor_from_iou,
     resize_binary,
+    summarize_protocols,
 )
-from .results_eval import summarize_protocols
+from .results_file import MaskLimits, ResultsFileError, decode_masks, load_results
 from .sod import SOD_METRICS, SODScorer, sod_aggregate
 
 __all__ = [
@@ -80,6 +74,7 @@ __all__ = [
     "MethodSpec",
     "PREDICTION_KINDS",
     "Prediction",
+    "assr_pred_map",
     "check_method_specs",
     "compare_methods",
     "default_workers",
@@ -373,7 +368,7 @@ def _summary(pred, shape):
     return MapSummary(words, shape[1], None, areas)
 
 
-def _assr_pred_map(pred):
+def assr_pred_map(pred):
     """Protocol assr's 480 x 640 grey map of a prediction (top 5 in ASSR's greys)."""
     if pred.grey is None:
         return assr_rank_map(resize_binary(pred.masks[: len(ASSR_GREY)], ASSR_SIZE))
@@ -394,7 +389,7 @@ def _score_objects(scores, truth, pred, protocols, threshold):
             iou = summary_iou(summary, truth.summary, eps=0.0)
             scores["irsr"] = irsr_sa_sor_from_iou(iou, None, pred.scores)
     if "assr" in protocols:
-        pred_map = _assr_pred_map(pred)
+        pred_map = assr_pred_map(pred)
         ranks = assr_predicted_ranks(pred_map, truth.assr_words)
         scores["assr"] = (assr_sor_from_ranks(ranks), assr_mae_from_maps(pred_map, truth.assr_map))
 

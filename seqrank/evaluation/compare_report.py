@@ -9,7 +9,6 @@ behind): ``comparison.json`` (``{method: {protocol: {metric: value, ...} or null
 
 import csv
 import io
-import json
 import logging
 import math
 import os
@@ -18,10 +17,9 @@ from typing import Dict, List, Optional, Sequence
 from detectron2.data import DatasetCatalog
 from tabulate import tabulate
 
+from ..data.annotations import check_record_size
 from ..data.datasets import SOR_SPLITS, register_sor_datasets
-from ..data.mapper import check_record_size
-from ..utils.atomic_io import atomic_write_files
-from ..utils.results_file import MaskLimits
+from ..utils.atomic_io import atomic_write_files, json_bytes
 from .compare import (
     HEADLINE,
     LOWER_IS_BETTER,
@@ -36,6 +34,7 @@ from .compare_stats import add_bootstrap, per_image_columns, per_image_values
 from .metrics import TOPK
 from .prediction_maps import MAX_RANK_VALUES
 from .protocols import PROTOCOLS
+from .results_file import MaskLimits
 
 __all__ = [
     "OUTPUT_FILES",
@@ -264,22 +263,12 @@ def markdown_table(comparison: Comparison, bootstrap: int = 0, seed: int = 0) ->
     return table + "\n\n" + "\n".join(notes) + "\n\n" + inputs + "\n"
 
 
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
-
-
 def comparison_json(comparison: Comparison) -> bytes:
     payload = {
         name: {p: m.summary.get(p) for p in comparison.protocols}
         for name, m in comparison.methods.items()
     }
-    return json.dumps(_json_safe(payload), indent=1).encode("utf-8")
+    return json_bytes(payload, indent=1)
 
 
 def _csv_number(value):
@@ -302,7 +291,7 @@ def inputs_json(comparison: Comparison) -> bytes:
         }
         for name, m in comparison.methods.items()
     }
-    return json.dumps(payload, indent=1).encode("utf-8")
+    return json_bytes(payload, indent=1)
 
 
 def comparison_csv(comparison: Comparison) -> bytes:

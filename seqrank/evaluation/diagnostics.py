@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from .metrics import pairwise_iou
+from ..modeling.meta_arch import STOP_THRESHOLD
+from .bitmaps import pairwise_iou
 
 __all__ = [
     "MATCH_IOU",
@@ -37,8 +38,6 @@ __all__ = [
 
 # A pick "is" a GT object when their masks overlap with IoU >= 0.5, as in the metrics' top-k.
 MATCH_IOU = 0.5
-# The inference stop rule (objectness or saliency below it), see SeqRank.rank.
-STOP_THRESHOLD = 0.001
 
 
 def _flat_bool(masks, shape):

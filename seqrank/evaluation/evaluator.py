@@ -12,7 +12,6 @@ so no map travels through the gather and rank 0 does not wait for the writing.
 """
 
 import copy
-import json
 import logging
 import math
 import os
@@ -20,32 +19,20 @@ import re
 from collections import OrderedDict, defaultdict
 
 import cv2
-import numpy as np
-import pycocotools.mask as mask_util
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tabulate import tabulate
 
-from ..utils.atomic_io import atomic_write_bytes
+from ..utils.atomic_io import atomic_write_bytes, atomic_write_json
 from ..utils.colormap import render_rank_map
-from ..utils.results_file import save_results
-from .metrics import (
-    aggregate,
-    pack_rows,
-    select_metrics,
-    summarize_maps,
-    summary_metrics,
-    unpack_rows,
-)
+from .bitmaps import summarize_maps, unpack_rows
+from .metrics import aggregate, select_metrics, summary_metrics
+from .results_file import make_record, save_results
 
 __all__ = [
     "RankMapWriter",
     "SOREvaluator",
-    "encode_rle",
-    "make_record",
     "metrics_table",
-    "rle_from_words",
-    "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,79 +40,6 @@ logger = logging.getLogger(__name__)
 
 def _as_array(masks):
     return masks.cpu().numpy() if hasattr(masks, "cpu") else masks
-
-
-def encode_rle(bits):
-    """COCO RLEs of K x H x W boolean masks, identical to ``pycocotools.mask.encode``."""
-    bits = np.asarray(bits, dtype=bool)
-    return rle_from_words(pack_rows(bits), bits.shape[2])
-
-
-def rle_from_words(words, width):
-    """COCO RLEs of K masks bit-packed by rows (K x H x R uint64, see ``MapSummary``).
-
-    RLE runs go down the columns. Their boundaries are found on the packed rows (64 pixels per
-    XOR), so no column-major copy of the masks is made; pycocotools then compresses the counts.
-    """
-    k, h, r = words.shape
-    if k == 0:
-        return []
-    size = h * width
-    # Boundaries between vertical neighbours inside a column ...
-    diff = (words[:, 1:, :] ^ words[:, :-1, :]).reshape(-1)
-    # nonzero on bool arrays is far faster than on integer ones.
-    nz = np.flatnonzero(diff != 0)
-    hit = np.flatnonzero(np.unpackbits(diff[nz].view(np.uint8)).view(bool))
-    word, bit = np.divmod(hit, 64)
-    kk, rem = np.divmod(nz[word], max(1, (h - 1) * r))
-    hh, jj = np.divmod(rem, r)
-    # ... between the bottom of a column and the top of the next one, and at pixel 0 when it is
-    # set (the counts always start with a run of zeros).
-    edges = unpack_rows(words[:, [0, h - 1], :], width)
-    k_col, c_col = np.nonzero(edges[:, 1, :-1] != edges[:, 0, 1:])
-    k_first = np.flatnonzero(edges[:, 0, 0])
-    # One sort key per boundary: mask index, then pixel position. Each mask is framed by a 0 and
-    # an H*W sentinel. Every boundary lies strictly inside (0, H*W) except one at pixel 0, which
-    # ties with the leading 0 and so yields the empty first run it should.
-    stride = size + 1
-    masks = np.arange(k) * stride
-    keys = np.concatenate(
-        [
-            masks,
-            kk * stride + (jj * 64 + bit) * h + hh + 1,
-            k_col * stride + (c_col + 1) * h,
-            k_first * stride,
-            masks + size,
-        ]
-    )
-    keys.sort()
-    # Within a mask, key steps are run lengths; the steps across masks are never read.
-    counts = (keys[1:] - keys[:-1]).astype(np.uint32)
-    ends = np.searchsorted(keys, masks + size)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    objs = [{"size": [h, width], "counts": counts[i:j]} for i, j in zip(starts, ends)]
-    return mask_util.frPyObjects(objs, h, width)
-
-
-def make_record(output, maps=None):
-    """Results-file record of one prediction dict (format of DATA_FORMATS.md).
-
-    ``maps``: the :class:`~seqrank.evaluation.metrics.MapSummary` of ``output["masks"]`` when
-    already computed.
-    """
-    if maps is None:
-        masks = [np.asarray(m) > 0.5 for m in output.get("masks", [])]
-        rles = encode_rle(np.stack(masks)) if masks else []
-    else:
-        rles = rle_from_words(maps.words, maps.width)
-    return {
-        "image_name": output.get("image_name", ""),
-        "masks": rles,
-        "bboxes": [list(map(float, b)) for b in output.get("bboxes", [])],
-        "scores": [float(s) for s in output.get("scores", [])],
-        "saliency": [float(s) for s in output.get("saliency", [])],
-        "num": int(output.get("num", len(rles))),
-    }
 
 
 def metrics_table(metrics, title="SOR metrics"):
@@ -139,22 +53,6 @@ def metrics_table(metrics, title="SOR metrics"):
         )
         rows.append([key, shown, int(metrics.get(key + "_count", 0))])
     return f"{title}:\n" + tabulate(rows, headers=["metric", "value", "images"], floatfmt=".4f")
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
-
-
-def write_json_atomic(path, obj):
-    """Write JSON via a temporary file and rename, so a crash never leaves a truncated file.
-
-    NaN values are written as ``null`` (strict JSON)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_bytes(path, json.dumps(_json_safe(obj), indent=1).encode("utf-8"))
 
 
 _COUNT_NAME = re.compile(r"^(?P<name>.+)_count_\d+\.png$")
@@ -194,7 +92,7 @@ class RankMapWriter:
 
 
 class SOREvaluator(DatasetEvaluator):
-    """Evaluates SeqRank predictions under the ``seqrank`` protocol (METRICS.md §1-3).
+    """Evaluates SeqRank predictions under the ``seqrank`` protocol (docs/METRICS.md).
 
     ``metrics``: the metric names to report, in that order (``TEST.METRICS_OF_INTEREST``; unknown
     names are dropped with a warning); ``None`` reports every metric. ``eval_save``: also write
@@ -305,7 +203,7 @@ class SOREvaluator(DatasetEvaluator):
         results = {rec["image_name"]: rec for rec in records}
         res_path = os.path.join(self.output_dir, f"{self.dataset_name}_coco_format.pth")
         save_results(res_path, results)
-        write_json_atomic(
+        atomic_write_json(
             os.path.join(self.output_dir, f"{self.dataset_name}_metrics.json"), metrics
         )
         logger.info("Wrote %s and %s_metrics.json", res_path, self.dataset_name)

@@ -1,4 +1,4 @@
-"""Salient object ranking protocols other than ``seqrank`` (``shared/spec/METRICS.md`` section 4).
+"""Salient object ranking protocols other than ``seqrank`` (docs/METRICS.md).
 
 * ``irsr``: the official SA-SOR of Liu et al. (TPAMI 2021), also used by QAGNet, PSR and DSGNN.
 * ``assr``: the SOR and MAE of Siris et al. (CVPR 2020), computed on grey rank maps at 640 x 480.
@@ -22,16 +22,9 @@ import cv2
 import numpy as np
 from scipy.stats import rankdata
 
-from seqrank.evaluation.metrics import (
-    aggregate,
-    binary_flat,
-    image_metrics,
-    pack_bits,
-    pairwise_iou,
-    quiet_numerics,
-    spearman,
-    stack_maps,
-)
+from .bitmaps import binary_flat, pack_bits, pairwise_iou, stack_maps
+from .metrics import aggregate, image_metrics, quiet_numerics
+from .stats import spearman
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +195,8 @@ def assr_sor_image(preds, gts, gt_rank_values=None, size=ASSR_SIZE) -> Optional[
     Returns:
         Spearman rho over the objects whose GT and predicted ranks are both non-zero: 1.0 when
         one object is left, None when none is left. None as well when rho is NaN (constant
-        ranks): the original excludes such images, as the reference value of METRICS.md §5
-        (SOR 0.75 over 8 of the 10 test cases, T9 being constant) shows.
+        ranks): the original excludes such images, as the reference value of docs/METRICS.md,
+        "Worked cases" (SOR 0.75 over 8 of the 10 test cases, T9 being constant) shows.
     """
     if len(gts) == 0:
         return None
@@ -287,57 +280,89 @@ def assr_mae(values: List[float]) -> float:
 # --------------------------------------------------------------------------- all
 
 
-def evaluate_protocols(
-    samples: Sequence[tuple],
+def check_protocols(protocols: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming any protocol of ``protocols`` not in :data:`PROTOCOLS`."""
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {sorted(unknown)}; choose from {PROTOCOLS}")
+
+
+def score_image(
+    preds,
+    gts,
     protocols: Sequence[str] = PROTOCOLS,
+    threshold: float = 0.5,
+    gt_rank_values=None,
+    pred_rank_scores=None,
+) -> dict:
+    """The per-image scores of one image under ``protocols``, for :func:`summarize_protocols`.
+
+    ``preds``: M x H x W maps in predicted rank order; ``gts``: N x H x W maps, most salient
+    first; ``threshold``: the IoU threshold of protocol ``seqrank``; ``gt_rank_values`` /
+    ``pred_rank_scores``: see the module docstring (derived from the orders when None).
+    Returns ``{"seqrank": image_metrics(...)}`` and, for an image with GT, ``"irsr"`` (SA-SOR or
+    None) and ``"assr"`` (``(rho or None, mae)``), for the protocols asked for.
+    """
+    scores = {}
+    if "seqrank" in protocols:
+        scores["seqrank"] = image_metrics(preds, gts, threshold)
+    if len(gts) == 0:
+        return scores
+    if "irsr" in protocols:
+        scores["irsr"] = irsr_sa_sor_image(preds, gts, gt_rank_values, pred_rank_scores)
+    if "assr" in protocols:
+        rho = assr_sor_image(preds, gts, gt_rank_values)
+        scores["assr"] = (rho, assr_mae_image(preds, gts))
+    return scores
+
+
+def summarize_protocols(
+    per_image: Sequence[dict],
+    protocols: Sequence[str] = PROTOCOLS,
+    seqrank_metrics: Optional[Sequence[str]] = None,
     faithful_count0: bool = False,
 ) -> Dict[str, Dict[str, float]]:
-    """Evaluate a dataset under several protocols.
+    """Dataset metrics by protocol from per-image scores (the one aggregator of every protocol).
 
     Args:
-        samples: one tuple per image, ``(preds, gts)`` or
-            ``(preds, gts, gt_rank_values, pred_rank_scores)`` (either may be None, see the
-            module docstring for the derived defaults).
+        per_image: one :func:`score_image` dict per image (``"seqrank"``: an
+            :func:`image_metrics` dict or None for an image without GT; ``"irsr"`` and
+            ``"assr"`` for images with GT).
         protocols: any of ``"seqrank"``, ``"irsr"``, ``"assr"``.
+        seqrank_metrics: names (in order) of the ``seqrank`` metrics to report; ``None``: all.
         faithful_count0: passed to :func:`seqrank.evaluation.metrics.aggregate`.
     Returns:
         ``{"seqrank": aggregate(...), "irsr": {"sa_sor", "sa_sor_count"},
         "assr": {"sor", "sor_count", "mae", "mae_count"}}`` restricted to ``protocols``; the
         counts are the numbers of images each value averages.
     """
-    unknown = set(protocols) - set(PROTOCOLS)
-    if unknown:
-        raise ValueError(f"unknown protocol(s) {sorted(unknown)}; choose from {PROTOCOLS}")
-    items = [_unpack(s) for s in samples]
-    with_gt = [it for it in items if len(it[1]) > 0]
+    check_protocols(protocols)
+    with_gt = [s for s in per_image if "irsr" in s or "assr" in s]
     # aggregate() already logs the skipped images when protocol seqrank runs.
-    if len(with_gt) < len(items) and "seqrank" not in protocols:
+    if len(with_gt) < len(per_image) and "seqrank" not in protocols:
         logger.warning(
-            "Skipped %d image(s) without salient ground truth", len(items) - len(with_gt)
+            "Skipped %d image(s) without salient ground truth", len(per_image) - len(with_gt)
         )
     out = {}
     if "seqrank" in protocols:
-        per_image = [image_metrics(p, g) for p, g, _, _ in items]
-        out["seqrank"] = aggregate(per_image, faithful_count0=faithful_count0)
+        out["seqrank"] = aggregate(
+            [s["seqrank"] for s in per_image],
+            metrics=seqrank_metrics,
+            faithful_count0=faithful_count0,
+        )
     if "irsr" in protocols:
-        values = [irsr_sa_sor_image(p, g, gv, ps) for p, g, gv, ps in with_gt]
+        values = [s["irsr"] for s in with_gt]
         out["irsr"] = {"sa_sor": irsr_sa_sor(values), "sa_sor_count": _count(values)}
     if "assr" in protocols:
-        rhos = [assr_sor_image(p, g, gv) for p, g, gv, _ in with_gt]
-        maes = [assr_mae_image(p, g) for p, g, _, _ in with_gt]
+        rhos = [s["assr"][0] for s in with_gt]
+        maes = [s["assr"][1] for s in with_gt]
         out["assr"] = {
             "sor": assr_sor(rhos),
             "sor_count": _count(rhos),
             "mae": assr_mae(maes),
-            "mae_count": _count(maes),
+            "mae_count": float(len(maes)),
         }
     return out
-
-
-def _unpack(sample: tuple) -> tuple:
-    preds, gts, *extra = sample
-    extra = list(extra) + [None] * (2 - len(extra))
-    return preds, gts, extra[0], extra[1]
 
 
 def _count(values: List[Optional[float]]) -> float:

@@ -8,20 +8,11 @@ import logging
 
 from tqdm import tqdm
 
-from ..data.mapper import check_record_size, rasterize_annotations
-from ..utils.results_file import MaskLimits, ResultsFileError, decode_masks
-from .metrics import aggregate, image_metrics
-from .protocols import (
-    PROTOCOLS,
-    assr_mae,
-    assr_mae_image,
-    assr_sor,
-    assr_sor_image,
-    irsr_sa_sor,
-    irsr_sa_sor_image,
-)
+from ..data.annotations import check_record_size, rasterize_annotations
+from .protocols import PROTOCOLS, check_protocols, score_image, summarize_protocols
+from .results_file import MaskLimits, ResultsFileError, decode_masks
 
-__all__ = ["evaluate_results", "summarize_protocols", "PROTOCOLS"]
+__all__ = ["evaluate_results", "PROTOCOLS"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,49 +26,6 @@ def _predicted_masks(prediction, record, limits, where):
             f"{expected[0]} x {expected[1]} (height x width) in the dataset"
         )
     return masks
-
-
-def _score_image(preds, gts, protocols, threshold):
-    scores = {}
-    if "seqrank" in protocols:
-        scores["seqrank"] = image_metrics(preds, gts, threshold)
-    if len(gts) == 0:
-        return scores
-    if "irsr" in protocols:
-        scores["irsr"] = irsr_sa_sor_image(preds, gts)
-    if "assr" in protocols:
-        scores["assr"] = (assr_sor_image(preds, gts), assr_mae_image(preds, gts))
-    return scores
-
-
-def summarize_protocols(per_image, protocols, seqrank_metrics=None):
-    """Dataset metrics by protocol from per-image scores.
-
-    ``per_image``: one dict per image with ``"seqrank"`` (an :func:`image_metrics` dict, or None
-    for an image without GT), and for images with GT ``"irsr"`` (SA-SOR or None) and ``"assr"``
-    (``(rho or None, mae)``), for the protocols in ``protocols``. ``seqrank_metrics``: names (in
-    order) of the ``seqrank`` metrics to report; ``None``: all.
-    """
-    out = {}
-    if "seqrank" in protocols:
-        out["seqrank"] = aggregate([s["seqrank"] for s in per_image], metrics=seqrank_metrics)
-    with_gt = [s for s in per_image if "irsr" in s or "assr" in s]
-    if "irsr" in protocols:
-        values = [s["irsr"] for s in with_gt]
-        out["irsr"] = {
-            "sa_sor": irsr_sa_sor(values),
-            "sa_sor_count": float(sum(v is not None for v in values)),
-        }
-    if "assr" in protocols:
-        rhos = [s["assr"][0] for s in with_gt]
-        maes = [s["assr"][1] for s in with_gt]
-        out["assr"] = {
-            "sor": assr_sor(rhos),
-            "sor_count": float(sum(v is not None for v in rhos)),
-            "mae": assr_mae(maes),
-            "mae_count": float(len(maes)),
-        }
-    return out
 
 
 def evaluate_results(
@@ -103,9 +51,7 @@ def evaluate_results(
         ResultsFileError: a record's masks exceed the limits or do not have the image's size.
         DatasetError: a dataset record's GT masks would exceed the limits.
     """
-    unknown = set(protocols) - set(PROTOCOLS)
-    if unknown:
-        raise ValueError(f"unknown protocol(s) {sorted(unknown)}; choose from {PROTOCOLS}")
+    check_protocols(protocols)
     limits = limits or MaskLimits()
     missing, per_image = [], []
     for record in tqdm(dataset_dicts, desc="scoring", unit="img", leave=False):
@@ -119,5 +65,5 @@ def evaluate_results(
         _, gts = rasterize_annotations(
             record["annotations"], record["height"], record["width"], name
         )
-        per_image.append(_score_image(preds, list(gts), protocols, threshold))
+        per_image.append(score_image(preds, list(gts), protocols, threshold))
     return summarize_protocols(per_image, protocols, seqrank_metrics), missing

@@ -16,12 +16,13 @@ __all__ = ["Attention", "MLPBlock", "MLP", "LayerNorm2D", "init_weights_"]
 class Attention(nn.Module):
     """SAM-style multi-head attention without mask or dropout.
 
-    ``forward(q: B x N x C, k: B x M x C, v: B x M x C) -> B x N x C``. ``use_sdpa`` switches to
-    the fused ``F.scaled_dot_product_attention`` (same maths up to float rounding: it scales
-    before the softmax with the same 1/sqrt(d)); the default is the original's explicit maths.
+    ``forward(q: B x N x C, k: B x M x C, v: B x M x C) -> B x N x C``. ``fused``: in eval mode,
+    use the fused ``F.scaled_dot_product_attention`` (same maths up to float rounding: it scales
+    before the softmax with the same 1/sqrt(d)); training and the default use the original's
+    explicit maths.
     """
 
-    def __init__(self, embedding_dim, num_heads, downsample_rate=1):
+    def __init__(self, embedding_dim, num_heads, downsample_rate=1, fused=False):
         super().__init__()
         self.embedding_dim = embedding_dim
         self.internal_dim = embedding_dim // downsample_rate
@@ -32,7 +33,12 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
-        self.use_sdpa = False
+        self.fused = fused
+
+    @property
+    def use_sdpa(self):
+        """Whether the next forward takes the fused path (``fused`` and eval mode)."""
+        return self.fused and not self.training
 
     def _separate_heads(self, x):
         b, n, c = x.shape

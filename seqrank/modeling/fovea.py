@@ -55,17 +55,25 @@ class LookByMultiQ(nn.Module):
     -> B x Q x C``. The input ``q`` only enters through ``linear1`` (no residual path).
     """
 
-    def __init__(self, embed_dim, num_heads, hidden_dim, dropout_attn=0.0, dropout_ffn=0.0):
+    def __init__(
+        self,
+        embed_dim,
+        num_heads,
+        hidden_dim,
+        dropout_attn=0.0,
+        dropout_ffn=0.0,
+        fused_attention=False,
+    ):
         super().__init__()
         self.linear1 = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.LayerNorm(embed_dim))
         self.linear2 = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.LayerNorm(embed_dim))
         self.linear3 = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.LayerNorm(embed_dim))
 
-        self.cross_attn = Attention(embed_dim, num_heads)
+        self.cross_attn = Attention(embed_dim, num_heads, fused=fused_attention)
         self.norm1 = nn.LayerNorm(embed_dim)
         self.dropout1 = nn.Dropout(dropout_attn)
 
-        self.self_attn = Attention(embed_dim, num_heads)
+        self.self_attn = Attention(embed_dim, num_heads, fused=fused_attention)
         self.norm2 = nn.LayerNorm(embed_dim)
         self.dropout2 = nn.Dropout(dropout_attn)
 
@@ -143,6 +151,7 @@ class FoveaModule(nn.Module):
         grid_sizes,
         dropout_attn=0.0,
         dropout_ffn=0.0,
+        fused_attention=False,
     ):
         super().__init__()
         assert len(key_features) == len(grid_sizes), "one ROI grid per key feature"
@@ -154,7 +163,9 @@ class FoveaModule(nn.Module):
         self.roi_layers = nn.ModuleList(ROISample(embed_dim, g) for g in grid_sizes)
         self.level_embed = nn.Embedding(len(key_features), embed_dim)
         self.lookByMultiQ_layers = nn.ModuleList(
-            LookByMultiQ(embed_dim, num_heads, hidden_dim, dropout_attn, dropout_ffn)
+            LookByMultiQ(
+                embed_dim, num_heads, hidden_dim, dropout_attn, dropout_ffn, fused_attention
+            )
             for _ in range(num_blocks)
         )
         self.head = FoveaHead(embed_dim)
@@ -174,6 +185,7 @@ class FoveaModule(nn.Module):
             "grid_sizes": [tuple(g) for g in cfg.MODEL.MODULES.MULTIQ.GRID_SIZES],
             "dropout_attn": common.DROPOUT_ATTN,
             "dropout_ffn": common.DROPOUT_FFN,
+            "fused_attention": cfg.MODEL.SEQRANK.FAST_INFERENCE,
         }
 
     def forward(self, feats, feats_pe):

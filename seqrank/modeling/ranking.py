@@ -35,16 +35,25 @@ class CenterShiftBlock(nn.Module):
     of the module starts from the same ``z``.
     """
 
-    def __init__(self, embed_dim, num_heads, hidden_dim, dropout_attn=0.0, dropout_ffn=0.0):
+    def __init__(
+        self,
+        embed_dim,
+        num_heads,
+        hidden_dim,
+        dropout_attn=0.0,
+        dropout_ffn=0.0,
+        fused_attention=False,
+    ):
         super().__init__()
+        fused = fused_attention
         # Registration order fixes the state_dict order of the released checkpoints.
-        self.self_attn1 = Attention(embed_dim, num_heads)
+        self.self_attn1 = Attention(embed_dim, num_heads, fused=fused)
         self.norm1 = nn.LayerNorm(embed_dim)
-        self.self_attn2 = Attention(embed_dim, num_heads)
+        self.self_attn2 = Attention(embed_dim, num_heads, fused=fused)
         self.norm2 = nn.LayerNorm(embed_dim)
-        self.cross_attn1 = Attention(embed_dim, num_heads)
+        self.cross_attn1 = Attention(embed_dim, num_heads, fused=fused)
         self.norm3 = nn.LayerNorm(embed_dim)
-        self.cross_attn2 = Attention(embed_dim, num_heads)
+        self.cross_attn2 = Attention(embed_dim, num_heads, fused=fused)
         self.norm4 = nn.LayerNorm(embed_dim)
         self.ffn1 = MLPBlock(embed_dim, hidden_dim)
         self.norm5 = nn.LayerNorm(embed_dim)
@@ -105,21 +114,31 @@ class CenterShiftBlock(nn.Module):
 class SequentialRankingModule(nn.Module):
     """Stack of CenterShiftBlocks followed by a saliency head (B x Q x 1 logits).
 
-    ``forward(q, z, qpe, zpe, q_vis, bbox=None, size=None, token_cache=None)``; ``bbox`` and
-    ``size`` are accepted for interface compatibility and ignored; ``token_cache`` is an optional
+    ``forward(q, z, qpe, zpe, q_vis, token_cache=None)``; ``token_cache`` is an optional
     :meth:`token_cache` of ``z``, ``zpe``. Returns ``(logits, [])`` in training mode, else
-    ``logits``.
+    ``logits``. (The original's ``bbox`` and ``size`` arguments, which it ignored and no caller
+    here passes, are gone.)
     """
 
     @configurable
     def __init__(
-        self, *, embed_dim, num_heads, hidden_dim, num_blocks, dropout_attn=0.0, dropout_ffn=0.0
+        self,
+        *,
+        embed_dim,
+        num_heads,
+        hidden_dim,
+        num_blocks,
+        dropout_attn=0.0,
+        dropout_ffn=0.0,
+        fused_attention=False,
     ):
         super().__init__()
         self.prev_emb = nn.Parameter(torch.randn(embed_dim))
         self.gaze_emb = nn.Parameter(torch.randn(embed_dim))
         self.blocks = nn.ModuleList(
-            CenterShiftBlock(embed_dim, num_heads, hidden_dim, dropout_attn, dropout_ffn)
+            CenterShiftBlock(
+                embed_dim, num_heads, hidden_dim, dropout_attn, dropout_ffn, fused_attention
+            )
             for _ in range(num_blocks)
         )
         self.head = nn.Sequential(
@@ -136,6 +155,7 @@ class SequentialRankingModule(nn.Module):
             "num_blocks": cfg.MODEL.GAZE_SHIFT_HEAD.NUM_BLOCKS,
             "dropout_attn": common.DROPOUT_ATTN,
             "dropout_ffn": common.DROPOUT_FFN,
+            "fused_attention": cfg.MODEL.SEQRANK.FAST_INFERENCE,
         }
 
     def token_cache(self, z, zpe):
@@ -143,7 +163,7 @@ class SequentialRankingModule(nn.Module):
         unchanged across ranking steps because every block starts from the same ``z``."""
         return [block.token_query(z, zpe) for block in self.blocks]
 
-    def forward(self, q, z, qpe, zpe, q_vis, bbox=None, size=None, token_cache=None):
+    def forward(self, q, z, qpe, zpe, q_vis, token_cache=None):
         prev, gaze = rank_indicators(q_vis)
         cache = token_cache if token_cache is not None else [None] * len(self.blocks)
         for block, z_query in zip(self.blocks, cache):

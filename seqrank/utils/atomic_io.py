@@ -9,16 +9,22 @@ from a write in progress in another process.
 
 import errno
 import fcntl
+import json
+import math
 import os
 import re
 import stat
 import tempfile
 
 __all__ = [
+    "atomic_torch_save",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_files",
+    "atomic_write_json",
     "current_umask",
+    "json_bytes",
+    "json_safe",
     "remove_stale_temp_files",
 ]
 
@@ -112,6 +118,42 @@ def _same_file(fd, name):
 def atomic_write_bytes(path, data):
     """Write the bytes ``data`` to ``path`` with :func:`atomic_write`."""
     atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_torch_save(path, obj):
+    """``torch.save(obj)`` to ``path`` with :func:`atomic_write` (no partial file on failure)."""
+    import torch  # here: the JSON and byte writers serve processes that never load torch
+
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def json_safe(obj):
+    """``obj`` with every float NaN (in nested dicts, lists and tuples) replaced by ``None``."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def json_bytes(obj, indent=None, compact=False, newline=False):
+    """UTF-8 JSON text of ``obj`` with NaN written as ``null`` (strict JSON).
+
+    ``indent``: as ``json.dumps``; ``compact``: no spaces after separators; ``newline``: end
+    the text with a newline.
+    """
+    separators = (",", ":") if compact else None
+    text = json.dumps(json_safe(obj), indent=indent, separators=separators)
+    return (text + "\n" if newline else text).encode("utf-8")
+
+
+def atomic_write_json(path, obj, indent=1, compact=False, newline=False):
+    """Write ``obj`` as JSON (:func:`json_bytes`) to ``path`` with :func:`atomic_write`,
+    creating its directory if needed."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_bytes(path, json_bytes(obj, indent, compact, newline))
 
 
 def atomic_write_files(files):

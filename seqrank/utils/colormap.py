@@ -1,7 +1,7 @@
 """Colour-map and rank-map rendering of ranked instance masks.
 
 Shapes: N = number of ranked masks (index 0 = most salient), H x W = image size.
-Colours are BGR triples, as written by ``cv2.imwrite`` (see DATA_FORMATS.md, "Colormap").
+Colours are BGR triples, as written by ``cv2.imwrite`` (see docs/ARCHITECTURE.md, "Data formats").
 """
 
 import numpy as np

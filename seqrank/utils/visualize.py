@@ -10,9 +10,9 @@ import math
 import cv2
 import numpy as np
 
+from ..evaluation.results_file import encode_mask
 from ..rank_render import rank_color_hex, rank_table_bgr, render_labelled_overlay
 from .colormap import render_colormap
-from .results_file import encode_mask
 
 __all__ = [
     "encode_png",

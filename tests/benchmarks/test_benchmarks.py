@@ -8,7 +8,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, require_shared
+
+# Runs the command end to end (subprocesses): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e
 
 
 def _run(module, *args):

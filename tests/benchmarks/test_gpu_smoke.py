@@ -3,7 +3,12 @@
 import os
 import subprocess
 
+import pytest
+
 from tests.conftest import REPO
+
+# Runs the command end to end (subprocesses): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e
 
 
 def test_gpu_smoke_skips_without_cuda(tmp_path):

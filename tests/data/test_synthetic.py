@@ -13,7 +13,7 @@ from skimage.color import rgb2lab
 
 from scripts import make_synthetic_sor as cli
 from seqrank.data import synthetic
-from seqrank.data.mapper import rasterize_annotations
+from seqrank.data.annotations import rasterize_annotations
 from seqrank.data.synthetic import (
     attention_order,
     make_synthetic_sor,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seqrank.utils.results_file import decode_masks
+from seqrank.evaluation.results_file import decode_masks
 
 EXAMPLES = ("chelsea", "coffee")
 

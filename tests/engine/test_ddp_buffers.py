@@ -3,10 +3,14 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.conftest import PARITY, REPO, require_shared
 from tests.engine.launchers import free_port
+
+# Runs the command end to end (subprocesses): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e
 
 
 def test_random_pe_buffer_is_synced_at_start_and_amp_trains_without_warnings(tmp_path):

@@ -9,7 +9,8 @@ from detectron2.modeling import build_model
 import seqrank  # noqa: F401
 from seqrank.engine import SeqRankAMPTrainer, amp_dtype, build_cfg, fit_to_machine, resolve_device
 from seqrank.engine.optimizer import build_seqrank_optimizer
-from seqrank.modeling import meta_arch
+from seqrank.modeling import postprocessing
+from seqrank.utils.device import to_device
 from tests.conftest import REPO
 
 TINY = str(REPO / "configs" / "quick_schedules" / "synsor_tiny.yaml")
@@ -97,9 +98,9 @@ def test_amp_trainer_steps_on_torch_amp_without_deprecation(precision):
 def test_threshold_masks_in_chunks_equals_one_call(monkeypatch):
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(5, 12, 16, generator=gen) * 3
-    whole = meta_arch.threshold_masks(logits, 37, 41)
-    monkeypatch.setattr(meta_arch, "MASK_CHUNK_VALUES", 2 * 37 * 41)
-    chunked = meta_arch.threshold_masks(logits, 37, 41)
+    whole = postprocessing.threshold_masks(logits, 37, 41)
+    monkeypatch.setattr(postprocessing, "MASK_CHUNK_VALUES", 2 * 37 * 41)
+    chunked = postprocessing.threshold_masks(logits, 37, 41)
     upsampled = torch.nn.functional.interpolate(logits[None], size=(37, 41), mode="bilinear")[0]
     assert whole.dtype == torch.bool and torch.equal(whole, chunked)
     assert torch.equal(whole, upsampled.sigmoid() > 0.5)
@@ -107,19 +108,19 @@ def test_threshold_masks_in_chunks_equals_one_call(monkeypatch):
 
 def test_to_device_keeps_host_tensors_on_cpu():
     tensors = [torch.ones(2, 3), torch.zeros(0, 3)]
-    moved = meta_arch.to_device(tensors, "cpu")
+    moved = to_device(tensors, "cpu")
     assert all(a is b for a, b in zip(tensors, moved))
 
 
 def test_cudnn_benchmark_on_by_default_and_tf32_opt_in():
-    from seqrank.engine.setup import _configure_backends
+    from seqrank.engine.setup import configure_backends
 
     cfg = build_cfg(TINY, ["MODEL.DEVICE", "cpu", "TF32", "True"])
     assert cfg.CUDNN_BENCHMARK and not build_cfg(TINY).TF32
     saved = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
     try:
         torch.backends.cudnn.benchmark = False
-        _configure_backends(cfg)
+        configure_backends(cfg)
         assert torch.backends.cudnn.benchmark
         assert torch.get_float32_matmul_precision() == "high"
     finally:

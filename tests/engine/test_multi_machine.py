@@ -12,6 +12,9 @@ from seqrank.engine.setup import batch_derivation
 from tests.conftest import REPO, require_shared
 from tests.engine import launchers
 
+# Runs the command end to end (subprocesses): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e
+
 SWIN = str(REPO / "configs" / "swinL.yaml")
 LOSS_KEYS = ("total_loss", "mask_loss", "bbox_loss", "obj_loss", "sal_loss")
 

@@ -12,6 +12,9 @@ import torch
 from tests.conftest import PARITY, REPO
 from tests.helpers import run_distributed
 
+# Runs the command end to end (subprocesses): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e
+
 BASE_OPTS = [
     "MODEL.DEVICE", "cpu",
     "DATASETS.ROOT", str(PARITY / "datasets"),

@@ -20,8 +20,8 @@ from seqrank.evaluation.protocols import (
     assr_sor_from_ranks,
 )
 from seqrank.evaluation.results_eval import evaluate_results
+from seqrank.evaluation.results_file import encode_mask, save_results
 from seqrank.utils.colormap import render_rank_map
-from seqrank.utils.results_file import encode_mask, save_results
 from tests.conftest import PARITY
 
 H, W = 48, 64
@@ -218,14 +218,14 @@ def test_assr_saliency_ranks_mean_ties_and_zero():
 
 def test_assr_map_of_a_rank_map_is_the_painted_masks():
     """Recolouring the resized map equals painting the resized masks (disjoint masks)."""
-    from seqrank.evaluation.compare import Prediction, _assr_pred_map
+    from seqrank.evaluation.compare import Prediction, assr_pred_map
     from seqrank.evaluation.prediction_maps import rank_map_masks
     from seqrank.evaluation.protocols import ASSR_SIZE, resize_binary
 
     preds = IMAGES["img_d"][1]
     grey = render_rank_map(preds, H, W)
     values, masks, areas = rank_map_masks(grey)
-    got = _assr_pred_map(Prediction(masks, values.astype(float), grey, areas))
+    got = assr_pred_map(Prediction(masks, values.astype(float), grey, areas))
     assert np.array_equal(got, assr_rank_map(resize_binary(np.stack(preds), ASSR_SIZE)))
     assert set(np.unique(got)) == {0, *ASSR_GREY}
 
@@ -268,7 +268,7 @@ def test_parity_results_and_their_rank_maps(tmp_path):
     """The parity bundle's hand-made results overlap: irsr still agrees there, while seqrank
     and assr see the overlap resolved differently (the rank map keeps the most salient object,
     ASSR's painting the least salient one)."""
-    from seqrank.utils.results_file import decode_masks, load_results
+    from seqrank.evaluation.results_file import decode_masks, load_results
 
     results = load_results(PARITY / "results_handmade.pth")
     records = json.loads((PARITY / "datasets/assr/assr_test.json").read_text())["data"]

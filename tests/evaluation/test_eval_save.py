@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from seqrank.evaluation import SOREvaluator
+from seqrank.evaluation.results_file import decode_masks
 from seqrank.utils.colormap import render_rank_map
-from seqrank.utils.results_file import decode_masks
 from tests.conftest import PARITY, REPO
 from tests.helpers import seqrank_cfg
 

@@ -9,19 +9,12 @@ import torch
 from scipy.stats import spearmanr
 
 from seqrank.evaluation import SOREvaluator, image_metrics, make_record
-from seqrank.evaluation.evaluator import encode_rle
-from seqrank.evaluation.metrics import (
-    METRIC_NAMES,
-    _intersections,
-    _nonzero_count,
-    _pearson,
-    pack_rows,
-    quiet_numerics,
-    spearman,
-    summarize_maps,
-)
-from seqrank.evaluation.reference import reference_image_metrics
+from seqrank.evaluation.bitmaps import intersections, nonzero_count, pack_rows, summarize_maps
+from seqrank.evaluation.metrics import METRIC_NAMES, quiet_numerics
+from seqrank.evaluation.results_file import encode_rle
+from seqrank.evaluation.stats import pearson, spearman
 from tests.evaluation.test_metrics import same
+from tests.reference.metrics import reference_image_metrics
 
 
 def _coco_rles(bits):
@@ -139,7 +132,7 @@ def test_pearson_is_bit_identical_to_corrcoef():
         for i, j in ((0, 1), (1, 0)):
             with quiet_numerics():
                 expected = float(np.corrcoef(x, y)[i, j])
-            got = _pearson(x, y, i, j)
+            got = pearson(x, y, i, j)
             assert got == expected or (math.isnan(got) and math.isnan(expected)), (x, y)
 
 
@@ -162,9 +155,9 @@ def test_nonzero_count_counts_bit_patterns_for_every_layout():
     variants += [ints.astype(np.int32), ints.astype(np.uint32), ints.astype(np.uint8) > 0]
     for m in variants:
         expected = np.count_nonzero(m.view(f"u{m.itemsize}") if m.dtype != bool else m)
-        assert _nonzero_count(m) == expected, (m.dtype, m.shape, m.strides)
-    assert _nonzero_count(np.zeros((0, 4, 4), np.float32)) == 0
-    assert _nonzero_count(np.array([["a"]])) is None
+        assert nonzero_count(m) == expected, (m.dtype, m.shape, m.strides)
+    assert nonzero_count(np.zeros((0, 4, 4), np.float32)) == 0
+    assert nonzero_count(np.array([["a"]])) is None
     # -0.0 is not 1.0 yet nonzero: such maps take the general path, with the same metrics
     signed = np.where(maps[1:] > 0, maps[1:], np.float32(-0.0))
     assert summarize_maps(signed).union is not None
@@ -191,6 +184,6 @@ def test_intersections_on_the_shared_support_equal_the_full_count():
         flat_g, flat_p = gts.reshape(len(gts), -1), preds.reshape(len(preds), -1)
         expected = flat_g.astype(np.int64) @ flat_p.T.astype(np.int64)
         overlaps += int((expected > 1).sum())
-        np.testing.assert_array_equal(_intersections(g, p, support), expected)
-        np.testing.assert_array_equal(_intersections(g, p), expected)
+        np.testing.assert_array_equal(intersections(g, p, support), expected)
+        np.testing.assert_array_equal(intersections(g, p), expected)
     assert overlaps > 5

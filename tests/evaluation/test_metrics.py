@@ -5,17 +5,22 @@ import math
 import numpy as np
 import pytest
 
-from seqrank.evaluation.metrics import (
-    METRIC_NAMES,
-    aggregate,
-    binary_flat,
-    image_metrics,
-    pairwise_iou,
-    stack_maps,
-    summarize_maps,
-    union_metrics,
-)
-from seqrank.evaluation.reference import reference_image_metrics
+from seqrank.evaluation.bitmaps import binary_flat, pairwise_iou, stack_maps, summarize_maps
+from seqrank.evaluation.metrics import METRIC_NAMES, aggregate, image_metrics, summary_metrics
+from tests.reference.metrics import reference_image_metrics
+
+UNION_KEYS = ("mae", "acc", "fbeta", "iou")
+
+
+def union_metrics(preds, gts):
+    """The rank-blind union metrics of :func:`image_metrics` (or of :func:`summary_metrics`
+    when given summaries)."""
+    if isinstance(gts, np.ndarray):
+        found = image_metrics(preds, gts)
+    else:
+        found = summary_metrics(preds, gts)
+    return {key: found[key] for key in UNION_KEYS}
+
 
 NAN = float("nan")
 

@@ -9,16 +9,18 @@ import pytest
 
 from seqrank.evaluation.metrics import aggregate, image_metrics
 from seqrank.evaluation.protocols import (
+    PROTOCOLS,
     assr_mae_image,
     assr_predicted_ranks,
     assr_rank_map,
     assr_sor,
     assr_sor_image,
-    evaluate_protocols,
     irsr_match,
     irsr_sa_sor,
     irsr_sa_sor_image,
     resize_binary,
+    score_image,
+    summarize_protocols,
 )
 
 
@@ -146,6 +148,15 @@ def test_assr_mae_on_graded_maps():
 
 
 # --------------------------------------------------------------------------- all protocols
+
+
+def evaluate_protocols(samples, protocols=PROTOCOLS, faithful_count0=False):
+    """Score ``(preds, gts[, gt_rank_values[, pred_rank_scores]])`` samples and aggregate."""
+    per_image = []
+    for preds, gts, *extra in samples:
+        extra = list(extra) + [None] * (2 - len(extra))
+        per_image.append(score_image(preds, gts, protocols, 0.5, *extra))
+    return summarize_protocols(per_image, protocols, faithful_count0=faithful_count0)
 
 
 def test_evaluate_protocols():

@@ -1,4 +1,5 @@
-"""The optimised inference path against the reference one (``SeqRank.set_fast_inference``)."""
+"""The optimised inference path (``SeqRank.set_fast_inference``) against the original's loop
+(tests/reference/ranking.py) without speed-ups."""
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from seqrank.modeling.components import Attention
 from seqrank.modeling.ranking import SequentialRankingModule
 from tests.conftest import PARITY
 from tests.helpers import parity_model
+from tests.reference.ranking import run_reference
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +36,8 @@ def parity_setup():
 
 
 def _run(model, batch, **switches):
+    if not switches["enabled"]:
+        return run_reference(model, batch)
     model.set_fast_inference(**switches)
     with torch.no_grad():
         return model(batch)
@@ -88,9 +92,13 @@ def test_switches_follow_mode_and_default(parity_setup):
     model.set_fast_inference(True)
 
     cfg = build_cfg(str(PARITY / "config.yaml"), ["MODEL.DEVICE", "cpu"])
-    assert build_model(cfg).fast_inference  # on by default
+    built = build_model(cfg).eval()  # on by default, passed down to every attention module
+    assert built.fast_inference and built.cache_tokens and built.fused_attention
+    assert all(m.use_sdpa for m in built.modules() if hasattr(m, "use_sdpa"))
     cfg.MODEL.SEQRANK.FAST_INFERENCE = False
-    assert not build_model(cfg).fast_inference
+    built = build_model(cfg).eval()
+    assert not (built.fast_inference or built.cache_tokens or built.fused_attention)
+    assert not any(m.use_sdpa for m in built.modules() if hasattr(m, "use_sdpa"))
 
 
 def test_sdpa_attention_matches_plain():
@@ -98,8 +106,10 @@ def test_sdpa_attention_matches_plain():
     attn = Attention(32, 4).eval()
     q, k, v = torch.randn(3, 7, 32), torch.randn(3, 11, 32), torch.randn(3, 11, 32)
     plain = attn(q, k, v)
-    attn.use_sdpa = True
-    fused = attn(q, k, v)
+    fused_attn = Attention(32, 4, fused=True).eval()
+    fused_attn.load_state_dict(attn.state_dict())
+    assert fused_attn.use_sdpa and not fused_attn.train().use_sdpa
+    fused = fused_attn.eval()(q, k, v)
     torch.testing.assert_close(fused, plain, rtol=0, atol=1e-5)
 
 

@@ -3,12 +3,13 @@
 A stub ranking module returns, for each image and step, the saliency logits of a script, so every
 rule of the loop is checked on values chosen around its threshold: an image stops for good at its
 first pick whose objectness or saliency is below 0.001, and after Q steps at the latest (all
-queries used). Both inference paths (the reference loop and the fast one, which drops stopped
-images from the batch) are run.
+queries used). Both loops (the original's, a test oracle in tests/reference/ranking.py, and the
+project's, which drops stopped images from the batch) are run.
 
 Letters: B = images, Q = queries, h x w = mask-logit size, H x W = image size.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from seqrank.modeling.meta_arch import STOP_THRESHOLD, SeqRank
+from tests.reference.ranking import rank_reference
 
 NUM_QUERIES = 4
 HEIGHT, WIDTH = 6, 8
@@ -79,9 +81,7 @@ def make_model(scripts, exclude_ranked=False, fast=True, dtype=torch.float32):
         pe_layer=nn.Identity(),
         pixel_mean=[0.0, 0.0, 0.0],
         pixel_std=[1.0, 1.0, 1.0],
-        loss_weights={},
-        num_points=16,
-        aux_enabled=False,
+        criterion=None,
         exclude_ranked=exclude_ranked,
         fast_inference=fast,
     )
@@ -126,7 +126,8 @@ def rank(scripts, objectness, exclude_ranked=False, fast=True, box_xyhw=BOX_XYHW
     inputs = [{"height": HEIGHT, "width": WIDTH} for _ in range(bsz)]
     for record, name in zip(inputs, kwargs.get("names", ())):
         record["image_name"] = name
-    return model.rank(inputs, q, q.clone(), z, z.clone(), out), model.gaze_shift
+    loop = model.rank if fast else functools.partial(rank_reference, model)
+    return loop(inputs, q, q.clone(), z, z.clone(), out), model.gaze_shift
 
 
 def assert_picks(result, queries, objectness, saliency):

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from scripts.convert_assr import convert_assr, main, parse_args
-from seqrank.data.mapper import rasterize_annotations
-from seqrank.utils.sor_convert import ConversionError, ConvertOptions
+from seqrank.data.annotations import rasterize_annotations
+from seqrank.data.converters.assr import convert_assr, main, parse_args
+from seqrank.data.converters.common import ConversionError, ConvertOptions
 from tests.helpers import load_converted, run_converter_cli, write_jpeg
 
 SIZES = {"img_a": (30, 40), "img_b": (25, 35), "img_c": (20, 20)}  # name -> (height, width)
@@ -128,6 +128,7 @@ def test_errors_name_the_file(release, tmp_path):
     assert not os.path.exists(out)  # validation happens before anything is written
 
 
+@pytest.mark.e2e
 def test_cli(release, tmp_path):
     out = tmp_path / "datasets"
     proc = run_converter_cli("convert_assr", release, out, "--splits", "test")

@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from scripts.convert_irsr import convert_irsr, load_annotations, main, parse_args
-from seqrank.utils.sor_convert import ConversionError, ConvertOptions
+from seqrank.data.converters.common import ConversionError, ConvertOptions
+from seqrank.data.converters.irsr import convert_irsr, load_annotations, main, parse_args
 from tests.helpers import load_converted, run_converter_cli, write_jpeg
 
 SIZES = {"i1": (30, 40), "i2": (24, 32)}
@@ -113,6 +113,7 @@ def test_errors_name_the_file(release, tmp_path):
     assert not os.path.exists(out)
 
 
+@pytest.mark.e2e
 def test_cli(release, tmp_path):
     out = tmp_path / "datasets"
     proc = run_converter_cli("convert_irsr", release, out, "--splits", "test", "--link")

@@ -7,11 +7,14 @@ import sys
 import pytest
 import torch
 
+from seqrank.data.annotations import rasterize_annotations
 from seqrank.data.datasets import load_sor_json
-from seqrank.data.mapper import rasterize_annotations
 from seqrank.evaluation.protocols import assr_mae_image, assr_sor_image, irsr_sa_sor_image
-from seqrank.utils.results_file import decode_masks
+from seqrank.evaluation.results_file import decode_masks
 from tests.conftest import PARITY, REPO
+
+# Runs the command end to end (subprocesses): left out of `make test-fast`.
+pytestmark = pytest.mark.e2e
 
 
 def run_tool(out, results, *extra):

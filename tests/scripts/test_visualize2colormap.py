@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scripts.visualize2colormap import colormap_path, main, parse_args
-from seqrank.utils.results_file import ResultsFileError, decode_masks, load_results
+from seqrank.evaluation.results_file import ResultsFileError, decode_masks, load_results
 
 
 def _run(repo_root, *args):
@@ -26,6 +26,7 @@ def test_help(capsys):
     assert "-p" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_cli_writes_one_colormap_per_image(repo_root, parity_dir, tmp_path):
     results_path = parity_dir / "results_handmade.pth"
     out_dir = tmp_path / "nested" / "colormaps"

@@ -7,12 +7,16 @@ import stat
 import time
 
 import pytest
+import torch
 
 from seqrank.cli import exit_on_sigterm
 from seqrank.utils.atomic_io import (
+    atomic_torch_save,
     atomic_write,
     atomic_write_files,
+    atomic_write_json,
     current_umask,
+    json_bytes,
     remove_stale_temp_files,
 )
 
@@ -103,3 +107,24 @@ def test_several_files_stay_locked_until_renamed(tmp_path, monkeypatch):
     atomic_write_files({tmp_path / "a.txt": b"a", tmp_path / "b.txt": b"b"})
     assert [(removed, len(in_use)) for removed, in_use in seen] == [([], 2), ([], 1)]
     assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt"]
+
+
+def test_json_writer_formats_and_writes_nan_as_null(tmp_path):
+    obj = {"a": [1.5, float("nan")], "b": {"c": float("nan"), "d": "x"}}
+    assert json_bytes(obj) == b'{"a": [1.5, null], "b": {"c": null, "d": "x"}}'
+    assert json_bytes([1, 2], compact=True, newline=True) == b"[1,2]\n"
+    assert json_bytes({"k": 1}, indent=1) == b'{\n "k": 1\n}'
+    path = tmp_path / "new" / "out.json"
+    atomic_write_json(path, obj)
+    assert path.read_bytes() == json_bytes(obj, indent=1)
+    assert os.listdir(path.parent) == ["out.json"]
+
+
+def test_atomic_torch_save_round_trip_and_no_leftover_on_failure(tmp_path):
+    path = tmp_path / "x.pth"
+    atomic_torch_save(path, {"w": torch.arange(3)})
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3))
+    with pytest.raises(Exception):
+        atomic_torch_save(path, {"bad": lambda: None})  # not picklable
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3))
+    assert os.listdir(tmp_path) == ["x.pth"]

@@ -1,8 +1,9 @@
-"""torchvision ResNe(X)t backbones ("ResNeXt50", "ResNeXt101", "ResNet152"), ARCHITECTURE.md §3.2.
+"""torchvision ResNe(X)t backbones ("ResNeXt50", "ResNeXt101", "ResNet152"); see
+docs/ARCHITECTURE.md, "Backbones".
 
 The original downloads ImageNet weights while building the model. Here the torchvision model is
 always built with ``weights=None``; ImageNet weights arrive through ``MODEL.WEIGHTS`` after
-:func:`convert_torchvision_resnet_state_dict` (``python -m scripts.convert_swin_backbone --arch
+:func:`convert_torchvision_resnet_state_dict` (``python -m scripts.convert_backbone --arch
 resnet``) has put them into this module's key layout.
 
 Shapes: B = batch, H x W = input image size; res{i} has stride 2^i.

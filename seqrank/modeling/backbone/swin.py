@@ -1,9 +1,9 @@
 """Swin Transformer backbone in the Mask2Former / detectron2 layout ("D2SwinTransformer").
 
-Reproduces the numerics of the original (see ARCHITECTURE.md §3.1): images are padded to the
-patch size, tokens are padded to whole windows *after* ``norm1`` (padded tokens are unmasked zero
-keys), the cyclic shift is never disabled, even on maps smaller than a window, and shifted
-windows are separated with a -100.0 additive mask.
+Reproduces the numerics of the original (see docs/ARCHITECTURE.md, "Backbones"): images are
+padded to the patch size, tokens are padded to whole windows *after* ``norm1`` (padded tokens are
+unmasked zero keys), the cyclic shift is never disabled, even on maps smaller than a window, and
+shifted windows are separated with a -100.0 additive mask.
 
 Shapes: B = batch, H x W = token grid of a stage, C = channels of a stage, ws = window size,
 N = ws * ws tokens per window, nW = windows per image, B_ = B * nW, h = heads, hd = C / h.
@@ -95,8 +95,8 @@ def shifted_window_mask(h, w, window_size, shift_size, device=None):
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows with a relative position bias.
 
-    ``use_sdpa`` switches to ``F.scaled_dot_product_attention`` (same maths within float
-    rounding); the default is the explicit softmax of the original.
+    ``fused``: in eval mode, use ``F.scaled_dot_product_attention`` (same maths within float
+    rounding); training and the default use the explicit softmax of the original.
     """
 
     def __init__(
@@ -108,6 +108,7 @@ class WindowAttention(nn.Module):
         qk_scale=None,
         attn_drop=0.0,
         proj_drop=0.0,
+        fused=False,
     ):
         super().__init__()
         self.dim = dim
@@ -116,7 +117,7 @@ class WindowAttention(nn.Module):
         head_dim = dim // num_heads
         # A falsy qk_scale (None or 0) falls back to the standard scaling, as in the original.
         self.scale = qk_scale or head_dim**-0.5
-        self.use_sdpa = False
+        self.fused = fused
 
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window_size - 1) ** 2, num_heads)
@@ -127,6 +128,11 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    @property
+    def use_sdpa(self):
+        """Whether the next forward takes the fused path (``fused`` and eval mode)."""
+        return self.fused and not self.training
 
     def relative_position_bias(self):
         """h x N x N bias gathered from the table."""
@@ -185,6 +191,7 @@ class SwinTransformerBlock(nn.Module):
         drop=0.0,
         attn_drop=0.0,
         drop_path=0.0,
+        fused_attention=False,
     ):
         super().__init__()
         if not 0 <= shift_size < window_size:
@@ -193,7 +200,7 @@ class SwinTransformerBlock(nn.Module):
         self.shift_size = shift_size
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(
-            dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop
+            dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop, fused_attention
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
@@ -261,6 +268,7 @@ class BasicLayer(nn.Module):
         drop_path=0.0,
         downsample=False,
         use_checkpoint=False,
+        fused_attention=False,
     ):
         super().__init__()
         self.window_size = window_size
@@ -279,6 +287,7 @@ class BasicLayer(nn.Module):
                 drop=drop,
                 attn_drop=attn_drop,
                 drop_path=drop_paths[j],
+                fused_attention=fused_attention,
             )
             for j in range(depth)
         )
@@ -350,6 +359,7 @@ class SwinTransformer(nn.Module):
         ape=False,
         patch_norm=True,
         use_checkpoint=False,
+        fused_attention=False,
     ):
         super().__init__()
         self.num_layers = len(depths)
@@ -380,16 +390,18 @@ class SwinTransformer(nn.Module):
                     drop_path=dpr[start : start + depth],
                     downsample=i < self.num_layers - 1,
                     use_checkpoint=use_checkpoint,
+                    fused_attention=fused_attention,
                 )
             )
         for i, dim in enumerate(self.num_features):
             self.add_module(f"norm{i}", nn.LayerNorm(dim))
 
     def set_use_sdpa(self, enabled=True):
-        """Switch every window attention between the plain and the fused SDPA path."""
+        """Switch every window attention between the plain and the fused SDPA path (an ablation
+        switch; models are built with ``fused_attention``)."""
         for module in self.modules():
             if isinstance(module, WindowAttention):
-                module.use_sdpa = bool(enabled)
+                module.fused = bool(enabled)
 
     def forward(self, x):
         """x: B x 3 x H x W -> {"res{i+2}": B x C_i x ceil(H/(4*2^i)) x ceil(W/(4*2^i))}."""
@@ -431,6 +443,7 @@ class D2SwinTransformer(SwinTransformer, Backbone):
             ape=swin.APE,
             patch_norm=swin.PATCH_NORM,
             use_checkpoint=swin.USE_CHECKPOINT,
+            fused_attention=cfg.MODEL.SEQRANK.FAST_INFERENCE,
         )
         self._out_features = list(swin.OUT_FEATURES)
         unknown = set(self._out_features) - {f"res{i + 2}" for i in range(self.num_layers)}

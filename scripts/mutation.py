@@ -1,6 +1,6 @@
 """Mutation testing of the ranking decisions, the metric rules and the box conversions.
 
-    make mutation        # = .venv/bin/python tools/mutation.py [--jobs N] [--keep]
+    make mutation        # = .venv/bin/python -m scripts.mutation [--jobs N] [--keep]
 
 Runs mutmut (pinned in requirements-dev.txt) over the functions of TARGETS with the fast tests of
 TESTS, prints the mutants that survived and ends with ``killed: K/N``. Survivors that cannot be
@@ -25,18 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 # Module path -> functions whose mutants are tested ("*": all; "Class.method" for methods).
 TARGETS = {
     # The ranking decisions: the inference loops, the stop rule and the per-image results.
-    "seqrank/modeling/meta_arch.py": (
-        "SeqRank.rank",
-        "SeqRank._step_logits",
-        "SeqRank._rank_reference",
-        "SeqRank._rank_active",
-        "SeqRank._result",
-        "SeqRank._empty_result",
-        "SeqRank._append",
-    ),
+    "seqrank/modeling/meta_arch.py": ("SeqRank.rank", "SeqRank.step_logits"),
+    "seqrank/modeling/postprocessing.py": ("image_result", "empty_result"),
     # Box conversions.
     "seqrank/modeling/box_ops.py": ("*",),
     # The metric rules of the three protocols.
+    "seqrank/evaluation/bitmaps.py": ("*",),
+    "seqrank/evaluation/stats.py": ("*",),
     "seqrank/evaluation/metrics.py": ("*",),
     "seqrank/evaluation/protocols.py": ("*",),
 }

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from seqrank.utils.atomic_io import atomic_write_bytes
-from seqrank.utils.results_file import (
+from seqrank.evaluation.results_file import (
     ResultsFileError,
     decode_masks,
     encode_mask,
     load_results,
     save_results,
 )
+from seqrank.utils.atomic_io import atomic_write_bytes
 
 
 def _record(name, masks):

@@ -12,22 +12,19 @@ maps of two made-up methods:
   the GT objects dilated by 3 px, the two most salient ones swapped and the least salient one
   missed.
 
-Usage: ``python tools/make_sor_compare_example.py [--output assets/sor_compare]``.
+Usage: ``python -m scripts.make_sor_compare_example [--output assets/sor_compare]``.
 """
 
 import argparse
 import json
 import os
-import sys
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from seqrank.data.synthetic import render_scene, scene_to_record  # noqa: E402
-from seqrank.evaluation.protocols import ASSR_GREY  # noqa: E402
-from seqrank.utils.colormap import render_rank_map  # noqa: E402
+from seqrank.data.synthetic import render_scene, scene_to_record
+from seqrank.evaluation.protocols import ASSR_GREY
+from seqrank.utils.colormap import render_rank_map
 
 SEED, HEIGHT, WIDTH, IMAGES = 2024, 240, 320, 4
 

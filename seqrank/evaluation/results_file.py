@@ -1,4 +1,4 @@
-"""Reading and writing SeqRank results files (``<dataset>_coco_format.pth``).
+"""SeqRank results files (``<dataset>_coco_format.pth``): the format, its encoder and decoder.
 
 A results file is ``torch.save`` of a dict ``image_name -> record`` where a record holds
 ``image_name``, ``masks`` (list of COCO RLE dicts ``{"size": [H, W], "counts": bytes}``),
@@ -23,14 +23,15 @@ import pycocotools.mask as mask_util
 import torch
 
 from ..cli import SeqRankUserError
-from .atomic_io import atomic_write
-from .safe_pickle import (
+from ..utils.atomic_io import atomic_torch_save
+from ..utils.safe_pickle import (
     PickleLimitError,
     check_torch_file,
     describe_non_torch_file,
     load_error_line,
     refused_global,
 )
+from .bitmaps import pack_rows, unpack_rows
 
 __all__ = [
     "MAX_MASK_PIXELS",
@@ -40,8 +41,11 @@ __all__ = [
     "check_rle",
     "decode_masks",
     "encode_mask",
+    "encode_rle",
     "load_results",
+    "make_record",
     "record_size",
+    "rle_from_words",
     "save_results",
 ]
 
@@ -256,4 +260,80 @@ def encode_mask(mask):
 
 def save_results(path, results):
     """``torch.save`` a results dict to ``path`` atomically (no partial file on failure)."""
-    atomic_write(path, lambda f: torch.save(results, f))
+    atomic_torch_save(path, results)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode_rle(bits):
+    """COCO RLEs of K x H x W boolean masks, identical to ``pycocotools.mask.encode``."""
+    bits = np.asarray(bits, dtype=bool)
+    return rle_from_words(pack_rows(bits), bits.shape[2])
+
+
+def rle_from_words(words, width):
+    """COCO RLEs of K masks bit-packed by rows (K x H x R uint64, see ``MapSummary``).
+
+    RLE runs go down the columns. Their boundaries are found on the packed rows (64 pixels per
+    XOR), so no column-major copy of the masks is made; pycocotools then compresses the counts.
+    """
+    k, h, r = words.shape
+    if k == 0:
+        return []
+    size = h * width
+    # Boundaries between vertical neighbours inside a column ...
+    diff = (words[:, 1:, :] ^ words[:, :-1, :]).reshape(-1)
+    # nonzero on bool arrays is far faster than on integer ones.
+    nz = np.flatnonzero(diff != 0)
+    hit = np.flatnonzero(np.unpackbits(diff[nz].view(np.uint8)).view(bool))
+    word, bit = np.divmod(hit, 64)
+    kk, rem = np.divmod(nz[word], max(1, (h - 1) * r))
+    hh, jj = np.divmod(rem, r)
+    # ... between the bottom of a column and the top of the next one, and at pixel 0 when it is
+    # set (the counts always start with a run of zeros).
+    edges = unpack_rows(words[:, [0, h - 1], :], width)
+    k_col, c_col = np.nonzero(edges[:, 1, :-1] != edges[:, 0, 1:])
+    k_first = np.flatnonzero(edges[:, 0, 0])
+    # One sort key per boundary: mask index, then pixel position. Each mask is framed by a 0 and
+    # an H*W sentinel. Every boundary lies strictly inside (0, H*W) except one at pixel 0, which
+    # ties with the leading 0 and so yields the empty first run it should.
+    stride = size + 1
+    masks = np.arange(k) * stride
+    keys = np.concatenate(
+        [
+            masks,
+            kk * stride + (jj * 64 + bit) * h + hh + 1,
+            k_col * stride + (c_col + 1) * h,
+            k_first * stride,
+            masks + size,
+        ]
+    )
+    keys.sort()
+    # Within a mask, key steps are run lengths; the steps across masks are never read.
+    counts = (keys[1:] - keys[:-1]).astype(np.uint32)
+    ends = np.searchsorted(keys, masks + size)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    objs = [{"size": [h, width], "counts": counts[i:j]} for i, j in zip(starts, ends)]
+    return mask_util.frPyObjects(objs, h, width)
+
+
+def make_record(output, maps=None):
+    """Results-file record of one prediction dict (the format above).
+
+    ``maps``: the :class:`~seqrank.evaluation.bitmaps.MapSummary` of ``output["masks"]`` when
+    already computed.
+    """
+    if maps is None:
+        masks = [np.asarray(m) > 0.5 for m in output.get("masks", [])]
+        rles = encode_rle(np.stack(masks)) if masks else []
+    else:
+        rles = rle_from_words(maps.words, maps.width)
+    return {
+        "image_name": output.get("image_name", ""),
+        "masks": rles,
+        "bboxes": [list(map(float, b)) for b in output.get("bboxes", [])],
+        "scores": [float(s) for s in output.get("scores", [])],
+        "saliency": [float(s) for s in output.get("saliency", [])],
+        "num": int(output.get("num", len(rles))),
+    }

@@ -1,19 +1,19 @@
-"""A plain per-pair transcription of ``shared/spec/METRICS.md`` §2 (protocol ``seqrank``).
+"""A plain per-pair transcription of docs/METRICS.md (protocol ``seqrank``).
 
 Slow on purpose and kept as the executable specification: every IoU is a fresh pass over the
 full-resolution maps, one pair at a time, with ``scipy``'s ``spearmanr`` and ``np.corrcoef``.
-The tests use it as the oracle of the fast evaluator (:mod:`.metrics`) and
+The tests use it as the oracle of the fast evaluator (:mod:`seqrank.evaluation.metrics`) and
 ``benchmarks/bench_metrics.py`` as its baseline.
 
-Notation as in :mod:`.metrics`: N GT maps (most salient first), M predicted maps (attended first),
-each H x W.
+Notation as in :mod:`seqrank.evaluation.metrics`: N GT maps (most salient first), M predicted
+maps (attended first), each H x W.
 """
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
 
-from .metrics import TOPK, quiet_numerics
+from seqrank.evaluation.metrics import TOPK, quiet_numerics
 
 __all__ = ["pair_iou", "reference_image_metrics"]
 

@@ -1,6 +1,6 @@
 """Shared pieces of the ASSR / IRSR converters into the SeqRank dataset layout.
 
-Output layout (DATA_FORMATS.md)::
+Output layout (docs/ARCHITECTURE.md, "Data formats")::
 
     <output>/<id>/<id>_<split>.json       {"__comment__": str, "data": [record, ...]}
     <output>/<id>/images/<split>/<image_name>.jpg
@@ -10,7 +10,6 @@ where ``category_id > 0`` is the object's rank value, higher = more salient, and
 is a list of flat integer polygons ``[x1, y1, x2, y2, ...]``.
 """
 
-import json
 import logging
 import math
 import numbers
@@ -22,9 +21,15 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested, user_errors
-from seqrank.utils.atomic_io import atomic_write_bytes
-from seqrank.utils.cli_logging import setup_cli_logging
+from ...cli import (
+    SeqRankUserError,
+    add_debug_argument,
+    debug_requested,
+    setup_cli_logging,
+    user_errors,
+)
+from ...utils.atomic_io import atomic_write_json
+from ..image_io import IMAGE_EXTENSIONS
 
 __all__ = [
     "ConversionError",
@@ -46,8 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
 
 class ConversionError(SeqRankUserError, ValueError):
@@ -169,14 +172,15 @@ def strip_image_extension(name):
     """``"a/b.jpg"`` -> ``"b"``; names without an image extension keep their suffix."""
     base = os.path.basename(str(name))
     stem, ext = os.path.splitext(base)
-    return stem if ext in IMAGE_EXTENSIONS else base
+    return stem if ext.lower() in IMAGE_EXTENSIONS else base
 
 
 def find_image(directory, name):
     """Return the path of image ``name`` in ``directory``, trying common extensions."""
     candidates = [os.path.join(directory, os.path.basename(str(name)))]
     stem = strip_image_extension(name)
-    candidates += [os.path.join(directory, stem + ext) for ext in IMAGE_EXTENSIONS]
+    extensions = IMAGE_EXTENSIONS + tuple(ext.upper() for ext in IMAGE_EXTENSIONS)
+    candidates += [os.path.join(directory, stem + ext) for ext in extensions]
     for path in candidates:
         if os.path.isfile(path):
             return path
@@ -220,9 +224,7 @@ def place_image(src, dst, link=False):
 
 def write_dataset_json(path, comment, records):
     """Write ``{"__comment__": comment, "data": records}`` to ``path`` atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    text = json.dumps({"__comment__": comment, "data": records}, separators=(",", ":"))
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_json(path, {"__comment__": comment, "data": records}, None, compact=True)
     logger.info("Wrote %d records to %s", len(records), path)
 
 

@@ -1,4 +1,4 @@
-"""scripts/convert_swin_backbone.py on a fabricated tiny checkpoint in Microsoft's Swin format."""
+"""scripts/convert_backbone.py on a fabricated tiny checkpoint in Microsoft's Swin format."""
 
 import argparse
 import subprocess
@@ -12,7 +12,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import BACKBONE_REGISTRY, ShapeSpec
 from torch import nn
 
-from scripts import convert_swin_backbone as convert
+from scripts import convert_backbone as convert
 from seqrank.config import add_seqrank_config
 
 STAGE_NORMS = [f"backbone.norm{i}.{p}" for i in range(4) for p in ("weight", "bias")]
@@ -56,12 +56,8 @@ def source(tmp_path_factory):
     return path, model
 
 
-def run_cli(args, repo_root, script=None):
-    cmd = (
-        [sys.executable, script]
-        if script
-        else [sys.executable, "-m", "scripts.convert_swin_backbone"]
-    )
+def run_cli(args, repo_root, script=None, module="scripts.convert_backbone"):
+    cmd = [sys.executable, script] if script else [sys.executable, "-m", module]
     return subprocess.run(
         cmd + [str(a) for a in args], cwd=repo_root, capture_output=True, text=True, timeout=120
     )
@@ -86,6 +82,7 @@ def check_converted(path, model):
             assert torch.equal(wrapper.backbone.state_dict()[key], value), key
 
 
+@pytest.mark.e2e
 def test_cli_round_trip(source, tmp_path, repo_root):
     src, model = source
     out = tmp_path / "nested" / "swin_tiny_d2.pth"
@@ -96,12 +93,22 @@ def test_cli_round_trip(source, tmp_path, repo_root):
     assert [p.name for p in out.parent.iterdir()] == [out.name]
 
 
+@pytest.mark.e2e
 def test_readme_entry_point(source, tmp_path, repo_root):
     src, model = source
     out = tmp_path / "via_pretrained.pth"
     proc = run_cli(
         [src, out], tmp_path, script=str(repo_root / "pretrained" / "convert_backbone.py")
     )
+    assert proc.returncode == 0, proc.stderr
+    check_converted(out, model)
+
+
+@pytest.mark.e2e
+def test_old_module_name_still_runs(source, tmp_path, repo_root):
+    src, model = source
+    out = tmp_path / "via_old_name.pth"
+    proc = run_cli([src, out], repo_root, module="scripts.convert_swin_backbone")
     assert proc.returncode == 0, proc.stderr
     check_converted(out, model)
 
