@@ -29,7 +29,6 @@ camera. A video that cannot be read is one error line and exit status 1.
 import argparse
 import glob
 import io
-import json
 import logging
 import math
 import os
@@ -49,11 +48,16 @@ from tqdm import tqdm  # noqa: E402
 from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
 
 import seqrank  # noqa: E402,F401  (registers the SeqRank model components)
-from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested  # noqa: E402
+from seqrank.cli import (  # noqa: E402
+    SeqRankUserError,
+    add_debug_argument,
+    add_predictor_arguments,
+    debug_requested,
+    setup_cli_logging,
+)
 from seqrank.data.image_io import IMAGE_EXTENSIONS, read_rgb  # noqa: E402
-from seqrank.predictor import add_predictor_arguments, build_predictor_from_args  # noqa: E402
-from seqrank.utils.atomic_io import atomic_write_bytes  # noqa: E402
-from seqrank.utils.cli_logging import setup_cli_logging  # noqa: E402
+from seqrank.predictor import build_predictor_from_args  # noqa: E402
+from seqrank.utils.atomic_io import atomic_write_bytes, atomic_write_json  # noqa: E402
 from seqrank.utils.visualize import (  # noqa: E402
     encode_png,
     ranked_objects,
@@ -219,8 +223,7 @@ def write_outputs(image_rgb, result, stem, path, output_dir):
     for k, (mask, bbox, score, saliency) in enumerate(ranked):
         name = rank_filename(stem, k + 1, float(score), float(saliency))
         atomic_write_bytes(os.path.join(output_dir, name), rank_png(mask, bbox))
-    document = json.dumps(result_json(result, stem, path, height, width), indent=1)
-    atomic_write_bytes(f"{out}.json", document.encode("utf-8"))
+    atomic_write_json(f"{out}.json", result_json(result, stem, path, height, width), indent=1)
 
 
 def process_image(predictor, path, stem, output_dir):

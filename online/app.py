@@ -76,12 +76,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.serving import make_server
 
-from seqrank.cli import SeqRankUserError, add_debug_argument, debug_requested, positive_int
+from seqrank.cli import (
+    SeqRankUserError,
+    add_debug_argument,
+    add_predictor_arguments,
+    debug_requested,
+    positive_int,
+    setup_cli_logging,
+)
 from seqrank.data.image_io import pil_to_rgb
 from seqrank.demo_page import is_synthetic
 from seqrank.log_hygiene import plain_werkzeug_log
-from seqrank.predictor import add_predictor_arguments, build_predictor_from_args
-from seqrank.utils.cli_logging import setup_cli_logging
+from seqrank.predictor import build_predictor_from_args
 from seqrank.utils.visualize import encode_png, ranked_objects, render_overlay, render_rank_colormap
 
 __all__ = ["MAX_PIXELS", "UploadError", "create_app", "decode_upload", "main"]

@@ -1,9 +1,7 @@
 """What every command-line entry point shares: the user-error types, how such errors end the
 process (one line, exit code 1; a traceback only with ``--debug`` or ``SEQRANK_DEBUG=1``), the
-logging set-up and how a process ends on SIGTERM.
-
-The predictor arguments of the demos (``--config-file``, ``--trust-checkpoint``, ``--opts``) are
-:func:`seqrank.predictor.add_predictor_arguments`, beside the predictor they build.
+logging set-up, how a process ends on SIGTERM, and the predictor arguments of the demos
+(``--config-file``, ``--trust-checkpoint``, ``--opts``; :func:`add_predictor_arguments`).
 """
 
 import argparse
@@ -22,6 +20,7 @@ __all__ = [
     "MissingFileError",
     "SeqRankUserError",
     "add_debug_argument",
+    "add_predictor_arguments",
     "debug_requested",
     "exit_on_sigterm",
     "one_line",
@@ -155,3 +154,31 @@ def exit_on_sigterm(forward_to_children=False):
         signal.signal(signal.SIGTERM, functools.partial(_stop, forward_to_children))
     except ValueError:
         pass
+
+
+def add_predictor_arguments(parser, default_config=None):
+    """``--config-file``, ``--trust-checkpoint`` and ``--opts`` (last: it takes the rest).
+
+    Without ``--config-file`` the config follows the checkpoint
+    (:func:`seqrank.config_resolution.resolve_config`): ``SEQRANK_CONFIG``, then ``config.yaml``
+    beside the checkpoint, then its file name.
+    """
+    parser.add_argument(
+        "--config-file",
+        default=default_config,
+        metavar="FILE",
+        help="model config; default: $SEQRANK_CONFIG, else config.yaml in the checkpoint's "
+        "folder (written by training), else by file name: *correct_ckp.pth -> "
+        "configs/swinL_correct.yaml, other names -> configs/swinL.yaml",
+    )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow checkpoints that hold arbitrary pickled objects (only files you trust)",
+    )
+    parser.add_argument(
+        "--opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS ckp.pth MODEL.DEVICE cpu",
+    )

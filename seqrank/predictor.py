@@ -1,6 +1,5 @@
 """Single-image inference for the demos: build the model, load weights, rank one RGB image."""
 
-import argparse
 import logging
 import os
 
@@ -10,12 +9,11 @@ import torch
 from detectron2.modeling import build_model
 
 from .checkpoint import (
-    TRUST_ENV,
     CheckpointMismatchError,
     SeqRankCheckpointer,
     check_checkpoint_path,
 )
-from .cli import ConfigError
+from .cli import ConfigError, add_predictor_arguments  # noqa: F401  (re-exported)
 from .config_resolution import explain_mismatch, resolve_config, weights_from_opts
 from .engine.setup import build_cfg, fit_to_machine
 
@@ -39,14 +37,16 @@ class SeqRankPredictor:
     The model receives the image in ``INPUT.FORMAT`` channel order ("RGB" in every shipped
     config; "BGR" flips the channels), as detectron2's ``DefaultPredictor`` and the original
     demo's predictor do. Only the call's argument differs: it is RGB here, BGR there.
+    ``trust`` is the checkpointer's (:class:`SeqRankCheckpointer`): ``True`` allows arbitrary
+    pickled objects in ``MODEL.WEIGHTS``; ``None`` leaves it to ``SEQRANK_TRUST_CHECKPOINTS``.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, trust=None):
         if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
             raise ConfigError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {cfg.INPUT.FORMAT!r}")
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
-        SeqRankCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        SeqRankCheckpointer(self.model, trust=trust).load(cfg.MODEL.WEIGHTS)
         self.model.eval()
         self.size = cfg.INPUT.FT_SIZE_TEST
         self.input_format = cfg.INPUT.FORMAT
@@ -86,56 +86,30 @@ class SeqRankPredictor:
             return self.model([inputs])[0]
 
 
-def add_predictor_arguments(parser, default_config=None):
-    """``--config-file``, ``--trust-checkpoint`` and ``--opts`` (last: it takes the rest).
-
-    Without ``--config-file`` the config follows the checkpoint (:func:`resolve_config`):
-    ``SEQRANK_CONFIG``, then ``config.yaml`` beside the checkpoint, then its file name.
-    """
-    parser.add_argument(
-        "--config-file",
-        default=default_config,
-        metavar="FILE",
-        help="model config; default: $SEQRANK_CONFIG, else config.yaml in the checkpoint's "
-        "folder (written by training), else by file name: *correct_ckp.pth -> "
-        "configs/swinL_correct.yaml, other names -> configs/swinL.yaml",
-    )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow checkpoints that hold arbitrary pickled objects (only files you trust)",
-    )
-    parser.add_argument(
-        "--opts",
-        default=[],
-        nargs=argparse.REMAINDER,
-        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS ckp.pth MODEL.DEVICE cpu",
-    )
-
-
 def build_predictor_from_args(config_file, opts, trust_checkpoint):
     """A SeqRankPredictor from a demo command line (``--config-file``, ``--opts``, trust flag).
 
     The checkpoint is ``MODEL.WEIGHTS`` of ``opts``; a ``config_file`` of ``None`` is resolved
     from it (:func:`resolve_config`). Falls back to the CPU where there is no GPU.
-    ``trust_checkpoint`` sets the trust environment variable for the rest of the process.
+    ``trust_checkpoint`` lets the checkpoint hold arbitrary pickled objects (else the
+    ``SEQRANK_TRUST_CHECKPOINTS`` environment decides, as for every checkpointer).
 
     Raises:
         SeqRankUserError: a one-line message naming the config file, ``MODEL.WEIGHTS`` or the key
             that is wrong (missing, unreadable, not fitting the model: then with the config used
             and the bundled config that fits, if one does).
     """
-    if trust_checkpoint:
-        os.environ[TRUST_ENV] = "1"
     weights = weights_from_opts(opts)
     if not weights and config_file:
         weights = build_cfg(config_file, opts).MODEL.WEIGHTS
     if not weights:
         raise ConfigError("no checkpoint given: pass --opts MODEL.WEIGHTS <checkpoint.pth>")
-    return _build(weights, resolve_config(weights, config_file), list(opts))
+    return _build(
+        weights, resolve_config(weights, config_file), list(opts), trust_checkpoint or None
+    )
 
 
-def _build(weights, resolved, opts):
+def _build(weights, resolved, opts, trust=None):
     check_checkpoint_path(weights)
     logger.info("config: %s", resolved.describe())
     cfg = build_cfg(resolved.path, list(opts) + ["MODEL.WEIGHTS", os.fspath(weights)])
@@ -144,7 +118,7 @@ def _build(weights, resolved, opts):
     cfg.freeze()
     logger.info("loading %s on %s", weights, cfg.MODEL.DEVICE)
     try:
-        predictor = SeqRankPredictor(cfg)
+        predictor = SeqRankPredictor(cfg, trust=trust)
     except CheckpointMismatchError as exc:
         raise CheckpointMismatchError(explain_mismatch(exc, weights, resolved)) from None
     predictor.resolved_config = resolved

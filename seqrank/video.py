@@ -8,7 +8,6 @@ with str counts). Both appear complete or not at all (written under temporary na
 the end).
 """
 
-import json
 import logging
 import os
 import time
@@ -17,6 +16,7 @@ import cv2
 from tqdm import tqdm
 
 from .cli import SeqRankUserError
+from .utils.atomic_io import json_bytes
 from .utils.visualize import ranked_objects, render_overlay
 
 __all__ = ["VideoError", "check_video", "frame_record", "rank_video", "rank_webcam"]
@@ -105,14 +105,14 @@ def rank_video(predictor, path, output_dir):
 
 def _rank_frames(predictor, frames, writer, jsonl_path, total, name, show=False):
     start, count = time.perf_counter(), 0
-    with open(jsonl_path, "w", encoding="utf-8") as lines:
+    with open(jsonl_path, "wb") as lines:
         for frame_bgr in tqdm(frames, total=total, desc=name, unit="frame"):
             rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
             result = predictor(rgb, count)
             drawn = cv2.cvtColor(render_overlay(rgb, result), cv2.COLOR_RGB2BGR)
             if writer is not None:
                 writer.write(drawn)
-            lines.write(json.dumps(frame_record(count, result)) + "\n")
+            lines.write(json_bytes(frame_record(count, result), newline=True))
             count += 1
             if show and not _show(drawn):
                 break
