@@ -108,3 +108,12 @@ def test_bench_memory_runs_every_stage_with_boolean_masks():
     for stage in ("predictor", "terminal demo", "web demo"):
         assert re.search(rf"^{stage}\s+\d+\s+\d+\s+[\d.]+$", done.stdout, re.M), done.stdout
     assert re.fullmatch(r"peak: \d+", done.stdout.strip().splitlines()[-1]), done.stdout
+
+
+def test_bench_eval_batch_runs_and_checks_identical_metrics():
+    out = _run(
+        "bench_eval_batch", "--images", "5", "--size", "64", "--batches", "1", "4", "--reps", "1",
+        "--workers", "0",
+    )  # fmt: skip
+    assert "metrics identical for every batch size" in out
+    assert re.search(r"^\s+4\s+[\d.]+\s+[\d.]+$", out, re.M) and "load average after" in out
