@@ -24,6 +24,7 @@ import torch
 
 from ..cli import SeqRankUserError, positive_int
 from ..utils.atomic_io import atomic_torch_save
+from ..utils.masks import mask_uint8
 from ..utils.safe_pickle import (
     load_error_line,
     preflight_torch_file,
@@ -271,8 +272,7 @@ def decode_masks(record, limits=None, where="record"):
 
 def encode_mask(mask):
     """Encode an H x W mask (pixels > 0.5 are foreground) as a COCO RLE dict with bytes counts."""
-    binary = np.asarray(mask) > 0.5
-    return mask_util.encode(np.asfortranarray(binary.astype(np.uint8)))
+    return mask_util.encode(np.asfortranarray(mask_uint8(mask)))
 
 
 def save_results(path, results):
