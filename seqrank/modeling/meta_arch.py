@@ -144,11 +144,20 @@ class SeqRank(nn.Module):
             self._resolved_precision = (key, dtype)
         return self._resolved_precision[1]
 
-    def _inference_autocast(self):
+    def _inference_context(self):
+        """fp32: ``torch.inference_mode`` with ``fast_inference`` (else nothing). Reduced
+        precision: autocast under ``no_grad`` instead, even inside an inference-mode block:
+        autocast keeps one cast copy of each weight for the whole forward only outside inference
+        mode (inside, every call casts its weights again, 100 ranking steps included)."""
         dtype = self.inference_dtype()
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        stack = contextlib.ExitStack()
+        if dtype is not None:
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(torch.autocast(self.device.type, dtype=dtype))
+        elif self.fast_inference:
+            stack.enter_context(torch.inference_mode())
+        return stack
 
     def set_fast_inference(self, enabled=True, fused_attention=None, cache_tokens=None):
         """Switch the inference speed-ups of a built model on or off (ablations); returns ``self``.
@@ -195,10 +204,7 @@ class SeqRank(nn.Module):
             gt_masks = to_device([x["masks"] for x in batched_inputs], self.device)
             gt_masks = [m.float() for m in gt_masks]
             return self.criterion(self.encode(batched_inputs), gt_masks, self.gaze_shift)
-        if self.fast_inference:
-            with torch.inference_mode(), self._inference_autocast():
-                return self.rank(batched_inputs, *self.encode(batched_inputs)[:-1])
-        with self._inference_autocast():
+        with self._inference_context():
             return self.rank(batched_inputs, *self.encode(batched_inputs)[:-1])
 
     def step_logits(self, q, qpe, z, zpe, q_vis, token_cache=None):
