@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 from scipy.optimize import linear_sum_assignment
+from tqdm import tqdm
 
 import seqrank  # noqa: F401  (registers the model)
 from seqrank.checkpoint import SeqRankCheckpointer
@@ -118,7 +119,7 @@ def run_alternating(model, inputs, precisions, warmup=1):
             model([x])
     seconds = {p: [] for p in precisions}
     results = {p: [] for p in precisions}
-    for i, x in enumerate(inputs):
+    for i, x in enumerate(tqdm(inputs, desc="images", unit="image", file=sys.stderr)):
         for precision in precisions if i % 2 == 0 else precisions[::-1]:
             model.set_precision(precision)
             _sync(device)

@@ -9,10 +9,13 @@ norms and elementwise work count as 0, so their GFLOP/s show as ``-``); GFLOP/s 
 FLOPs / its median time.
 
 ``--compile N`` also measures ``torch.compile`` (default inductor backend) of the backbone and of
-the ranking module over N images against eager, each from a fresh model, compile time included.
+the ranking module (``--compile-variants``) over N images against eager, each from a fresh model
+and a cold inductor cache, compile time included, and reports the time of a 20-image run
+(measured, or first image + 19 x the median of the others when N < 20); ``--no-table`` skips the
+stage tables.
 
 Usage: ``python -m benchmarks.profile_inference --model {tiny,swinL} --size 800 [--images 1]
-[--threads 2] [--precisions fp32 bf16] [--compile 20]``. Models and inputs as in
+[--threads 2] [--precisions fp32 bf16] [--compile 20 [--no-table]]``. Models and inputs as in
 ``benchmarks.bench_precision``.
 """
 
@@ -22,6 +25,7 @@ import contextlib
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -146,7 +150,9 @@ def profile(model, inputs, precision, reps):
     FLOPs of one counted pass."""
     model.set_precision(precision)
     with torch.inference_mode():
+        _progress(f"{precision}: warm-up")
         model(inputs[:1])
+        _progress(f"{precision}: counting FLOPs")
         counter = FlopCounterMode(display=False)
         flop_clock = StageClock(model, counter)
         # The counter's module tracker hooks the gradients of inputs that require them, which
@@ -161,7 +167,8 @@ def profile(model, inputs, precision, reps):
             for p, flag in zip(model.parameters(), flags):
                 p.requires_grad_(flag)
         passes = []
-        for _ in range(reps):
+        for rep in range(reps):
+            _progress(f"{precision}: timed pass {rep + 1} of {reps}")
             clock = StageClock(model)
             with clock.installed():
                 for x in inputs:
@@ -172,6 +179,10 @@ def profile(model, inputs, precision, reps):
     ms = {row: statistics.median(p[0][row][0] for p in passes) for row in ROWS}
     steps = passes[0][1]
     return {row: (ms[row], flops[row][1]) for row in ROWS}, steps
+
+
+def _progress(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def print_table(label, rows, steps):
@@ -187,6 +198,12 @@ def print_table(label, rows, steps):
 
 # ---------------------------------------------------------------------------- torch.compile
 
+COMPILE_VARIANTS = {
+    "backbone": ("backbone",),
+    "ranking": ("ranking",),
+    "both": ("backbone", "ranking"),
+}
+
 
 def _compiled(model, parts):
     if "backbone" in parts:
@@ -196,30 +213,46 @@ def _compiled(model, parts):
     return model
 
 
-def compile_check(args, inputs):
-    """Seconds for ``len(inputs)`` images: eager vs compiled (fresh model each, compile time
-    included), in each precision asked for."""
-    variants = [("eager", ()), ("compile backbone", ("backbone",))]
-    variants += [("compile ranking", ("ranking",)), ("compile both", ("backbone", "ranking"))]
-    print(f"\ntorch.compile over {len(inputs)} images (s, compile time included)")
+def _time_images(args, parts, precision, inputs):
+    model = _compiled(load_model(args.model, args.size, args.device), parts)
+    model.set_precision(precision)
+    seconds = []
+    with torch.inference_mode():
+        for x in inputs:
+            start = time.perf_counter()
+            model([x])
+            seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def compile_check(args, inputs, run_length=20):
+    """Eager vs ``torch.compile`` (fresh model each, compile time included) over ``inputs``, in
+    each precision asked for. Prints the first image (compilation happens there), the median of
+    the others and the time of ``run_length`` images: measured when ``len(inputs)`` is that
+    long, else first + (run_length - 1) x median; the gain is on that time."""
+    chosen = getattr(args, "compile_variants", None) or list(COMPILE_VARIANTS)
+    variants = [("eager", ())] + [(f"compile {v}", COMPILE_VARIANTS[v]) for v in chosen]
+    print(f"\ntorch.compile, {len(inputs)} images per variant (s; {run_length}-image run: ", end="")
+    print("measured" if len(inputs) >= run_length else "first + (n - 1) x median", end=")\n")
+    print(f"{'precision':<9} {'variant':<18} {'first':>8} {'median':>8} {'run':>9} {'gain':>8}")
     for precision in args.precisions:
         base = None
         for name, parts in variants:
+            _progress(f"compile check: {precision}, {name}")
             torch._dynamo.reset()
-            model = _compiled(load_model(args.model, args.size, args.device), parts)
-            model.set_precision(precision)
-            start = time.perf_counter()
-            first = None
-            with torch.inference_mode():
-                for i, x in enumerate(inputs):
-                    model([x])
-                    if i == 0:
-                        first = time.perf_counter() - start
-            seconds = time.perf_counter() - start
-            base = seconds if base is None else base
+            # A cold on-disk cache for each variant: what compiling costs the first time.
+            with tempfile.TemporaryDirectory(prefix="seqrank_inductor_") as cache:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+                seconds = _time_images(args, parts, precision, inputs)
+            rest = statistics.median(seconds[1:]) if len(seconds) > 1 else float("nan")
+            if len(seconds) >= run_length:
+                run = sum(seconds[:run_length])
+            else:
+                run = seconds[0] + (run_length - 1) * rest
+            base = run if base is None else base
             print(
-                f"  {precision} {name:<18} {seconds:8.1f} s (first image {first:6.1f} s)  "
-                f"gain {100 * (base / seconds - 1):+6.1f} %"
+                f"{precision:<9} {name:<18} {seconds[0]:8.2f} {rest:8.2f} {run:9.1f} "
+                f"{100 * (base / run - 1):+7.1f}%"
             )
 
 
@@ -235,6 +268,13 @@ def main(argv=None):
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--inputs", default=str(REPO / "demo" / "examples"))
     parser.add_argument("--compile", type=int, default=0, metavar="N", help="compile check")
+    parser.add_argument(
+        "--compile-variants",
+        nargs="+",
+        choices=sorted(COMPILE_VARIANTS),
+        help="what --compile compiles, each against eager (default: all three)",
+    )
+    parser.add_argument("--no-table", action="store_true", help="skip the stage tables")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -246,11 +286,13 @@ def main(argv=None):
     )
     for note in notes:
         print(f"skipped: {note}")
-    model = load_model(args.model, args.size, args.device)
-    inputs = load_inputs(args.inputs, args.images, args.size)
-    for precision in args.precisions:
-        rows, steps = profile(model, inputs, precision, args.reps)
-        print_table(f"{args.model} @{args.size}, {precision}", rows, steps)
+    if not args.no_table:
+        model = load_model(args.model, args.size, args.device)
+        inputs = load_inputs(args.inputs, args.images, args.size)
+        for precision in args.precisions:
+            rows, steps = profile(model, inputs, precision, args.reps)
+            print_table(f"{args.model} @{args.size}, {precision}", rows, steps)
+        del model
     if args.compile:
         compile_check(args, load_inputs(args.inputs, args.compile, args.size))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
