@@ -13,6 +13,9 @@ Across machines (README "Across machines"): --num-machines M --machine-rank R --
 tcp://HOST:PORT on every machine, or torchrun (--nproc-per-node N [--nnodes M ...]) starting
 this script. The total batch is SOLVER.IMS_PER_GPU x all processes.
 
+--precision {fp32,bf16,fp16} sets TEST.PRECISION, the precision of evaluation (--eval-only and the
+periodic evaluation; training keeps SOLVER.AMP). Options go before the KEY VALUE overrides.
+
 An input error (a file, a config value), a diverging loss or a lost peer ends the run with one
 line and exit code 1; --debug (or SEQRANK_DEBUG=1) shows its traceback.
 """
@@ -30,6 +33,7 @@ from seqrank.cli import (  # noqa: E402
     DEBUG_ENV,
     ConfigError,
     add_debug_argument,
+    add_precision_argument,
     debug_requested,
     exit_on_sigterm,
     user_errors,
@@ -54,6 +58,7 @@ def build_parser():
         action="store_true",
         help="allow checkpoints holding arbitrary pickled Python objects (only files you trust)",
     )
+    add_precision_argument(parser)
     return add_debug_argument(add_launch_arguments(parser))
 
 

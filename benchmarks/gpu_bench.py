@@ -5,12 +5,14 @@ rows use the quick-schedule config (``configs/quick_schedules/synsor_tiny.yaml``
 loads a trained checkpoint instead).
 
 1. Inference, as in ``benchmarks.bench_inference`` but on CUDA: baseline (reference path, fp32)
-   vs project (fast path) in fp32 and under bf16 autocast, batch 1 and 4, for the tiny model at
-   128 / 384 and Swin-L (``configs/swinL_correct.yaml``) at 384 / 800. Parity of project vs
-   baseline is checked per row: a row outside the tolerances says so (e.g. an argmax flip on a
-   near-tie) and the run goes on; the exit status is 1 if any row failed. The bf16 outputs are
-   compared with the fp32 ones: objects-per-image agreement, max |d| of scores and saliency and
-   the min / mean mask IoU over the common prefix of each ranking.
+   vs project (fast path) in each ``TEST.PRECISION`` (fp32, bf16, fp16: ``model.set_precision``,
+   autocast with float32 decisions), batch 1 and 4, for the tiny model at 128 / 384 and Swin-L
+   (``configs/swinL_correct.yaml``) at 384 / 800. Parity of project fp32 vs baseline is checked
+   per row: a row outside the tolerances says so (e.g. an argmax flip on a near-tie) and the run
+   goes on; the exit status is 1 if any row failed. The bf16 and fp16 outputs are compared with
+   the fp32 ones: objects-per-image agreement, max |d| of scores and saliency and the min / mean
+   mask IoU over the common prefix of each ranking. A precision the device cannot run (bf16 on a
+   GPU without bfloat16) is shown as ``n/a``.
 2. Training step of ``configs/swinL_correct.yaml`` at 800 x 800, batch 8 (synthetic ellipse
    masks) through the project's training loop (``SeqRankAMPTrainer``: fp16 with a GradScaler and
    bf16), with the project's optimizer and full-model clipping.
@@ -40,6 +42,7 @@ from benchmarks.bench_inference import MODES, REPO, compare, set_mode, swin_mode
 from seqrank.checkpoint import SeqRankCheckpointer
 from seqrank.engine import SeqRankAMPTrainer, build_cfg
 from seqrank.engine.optimizer import build_seqrank_optimizer
+from seqrank.modeling.precision import resolve_precision
 from seqrank.utils.device import to_device
 
 TINY = str(REPO / "configs" / "quick_schedules" / "synsor_tiny.yaml")
@@ -97,10 +100,10 @@ def tiny_model(size, device, weights=None):
     return model, images
 
 
-def _infer(model, images, batch, device, dtype=None):
+def _infer(model, images, batch, precision="fp32"):
     def run():
-        device_type = torch.device(device).type
-        with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+        model.set_precision(precision)
+        with torch.no_grad():
             if batch == 1:
                 return [model([x])[0] for x in images]
             return model(images)
@@ -108,11 +111,12 @@ def _infer(model, images, batch, device, dtype=None):
     return run
 
 
-def bf16_deviation(fp32, bf16):
-    """Agreement of bf16 outputs with fp32 ones (no assertion: bf16 may reorder close calls)."""
-    same_num = sum(a["num"] == b["num"] for a, b in zip(fp32, bf16))
+def precision_deviation(fp32, reduced):
+    """Agreement of bf16 / fp16 outputs with fp32 ones (no assertion: they may reorder close
+    calls)."""
+    same_num = sum(a["num"] == b["num"] for a, b in zip(fp32, reduced))
     score, ious = 0.0, []
-    for a, b in zip(fp32, bf16):
+    for a, b in zip(fp32, reduced):
         k = min(a["num"], b["num"])
         if k:
             pairs = np.subtract(
@@ -154,29 +158,53 @@ def inference_table(reps, device, only=None, tiny_weights=None):
         for batch in (1, 4):
             _reset_peak(device)
             set_mode(model, MODES["baseline"])
-            t_base, base = _timed(_infer(model, images, batch, device), reps, device)
+            t_base, base = _timed(_infer(model, images, batch), reps, device)
             mem_base = _peak_mib(device)
             _reset_peak(device)
             set_mode(model, MODES["project"])
-            t_fast, fast = _timed(_infer(model, images, batch, device), reps, device)
+            t_fast, fast = _timed(_infer(model, images, batch), reps, device)
             mem_fast = _peak_mib(device)
-            run_bf16 = _infer(model, images, batch, device, torch.bfloat16)
-            t_bf16, bf16 = _timed(run_bf16, reps, device)
             ok, check = parity(base, fast)
             failed += not ok
-            ips = [len(images) / t for t in (t_base, t_fast, t_bf16)]
+            ips = [len(images) / t for t in (t_base, t_fast)]
+            reduced = _reduced_precisions(model, images, batch, device, reps, (t_fast, fast))
             rows.append(
-                f"{name}@{size} b{batch:<2} {ips[0]:9.2f} {ips[1]:9.2f} {ips[2]:9.2f} "
-                f"x{ips[1] / ips[0]:5.2f} x{ips[2] / ips[0]:5.2f} {mem_base:8.0f} {mem_fast:8.0f} "
-                f"{check} | bf16: {bf16_deviation(fast, bf16)}"
+                f"{name}@{size} b{batch:<2} {ips[0]:9.2f} {ips[1]:9.2f} "
+                f"{reduced['bf16'][0]} {reduced['fp16'][0]}    x{ips[1] / ips[0]:5.2f} "
+                f"{mem_base:8.0f} {mem_fast:8.0f} {check} | bf16: {reduced['bf16'][1]} | "
+                f"fp16: {reduced['fp16'][1]}"
             )
         del model
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()
-    print("\ninference (images/s; peak MiB allocated; parity of project fp32 vs baseline)")
-    print("setting        baseline   project  proj-bf16  ratio bf16-r  MiB-base MiB-proj  parity")
+    print("\ninference (images/s; x: vs project fp32; peak MiB allocated; parity of project fp32")
+    print("vs baseline; bf16 / fp16 outputs vs project fp32)")
+    print(
+        "setting        baseline   project       bf16 (x)        fp16 (x) proj/base MiB-base "
+        "MiB-proj  parity"
+    )
     print("\n".join(rows))
     return failed
+
+
+def _reduced_precisions(model, images, batch, device, reps, fp32):
+    """``{precision: (images/s and ratio to fp32 as text, deviation from fp32)}`` for bf16 and
+    fp16 (``n/a`` where the device falls back to fp32); ``fp32``: (seconds, outputs) of the
+    project path in fp32."""
+    t_fp32, fp32_out = fp32
+    found = {}
+    for precision in ("bf16", "fp16"):
+        if resolve_precision(precision, device)[0] is None:
+            found[precision] = (f"{'n/a':>15}", "n/a on this device")
+            continue
+        seconds, out = _timed(_infer(model, images, batch, precision), reps, device)
+        ips = len(images) / seconds
+        found[precision] = (
+            f"{ips:8.2f} (x{t_fp32 / seconds:4.2f})",
+            precision_deviation(fp32_out, out),
+        )
+    model.set_precision("fp32")
+    return found
 
 
 def _ellipse_masks(gen, count, size):

@@ -254,7 +254,9 @@ def run(args, paths):
         logger.error("no input image found")
         return 0
     try:
-        predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
+        predictor = build_predictor_from_args(
+            args.config_file, args.opts, args.trust_checkpoint, args.precision
+        )
     except SeqRankUserError as exc:
         logger.error("cannot build the model: %s", exc, exc_info=debug_requested(args))
         return 0
@@ -282,7 +284,9 @@ def run_video(args):
     try:
         if args.video_input:
             check_video(args.video_input)  # before the model is built: a bad file fails fast
-        predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
+        predictor = build_predictor_from_args(
+            args.config_file, args.opts, args.trust_checkpoint, args.precision
+        )
         if args.webcam:
             rank_webcam(predictor, args.output)
         else:

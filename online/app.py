@@ -441,7 +441,9 @@ def main(argv=None):
     setup_cli_logging(timestamps=True)
     plain_werkzeug_log()
     try:
-        predictor = build_predictor_from_args(args.config_file, args.opts, args.trust_checkpoint)
+        predictor = build_predictor_from_args(
+            args.config_file, args.opts, args.trust_checkpoint, args.precision
+        )
     except SeqRankUserError as exc:
         logger.error("cannot build the model: %s", exc, exc_info=debug_requested(args))
         return 1

@@ -1,7 +1,8 @@
 """What every command-line entry point shares: the user-error types, how such errors end the
 process (one line, exit code 1; a traceback only with ``--debug`` or ``SEQRANK_DEBUG=1``), the
 logging set-up, how a process ends on SIGTERM, and the predictor arguments of the demos
-(``--config-file``, ``--trust-checkpoint``, ``--opts``; :func:`add_predictor_arguments`).
+(``--config-file``, ``--trust-checkpoint``, ``--precision``, ``--opts``;
+:func:`add_predictor_arguments`).
 """
 
 import argparse
@@ -20,11 +21,13 @@ __all__ = [
     "MissingFileError",
     "SeqRankUserError",
     "add_debug_argument",
+    "add_precision_argument",
     "add_predictor_arguments",
     "debug_requested",
     "exit_on_sigterm",
     "one_line",
     "positive_int",
+    "precision_opts",
     "setup_cli_logging",
     "user_errors",
 ]
@@ -33,6 +36,8 @@ logger = logging.getLogger("seqrank")
 
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
 DEBUG_ENV = "SEQRANK_DEBUG"
+# Values of TEST.PRECISION (seqrank.modeling.precision checks them).
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 
 _PLAIN_LOG = "%(levelname)s %(name)s: %(message)s"
 _TIMED_LOG = "[%(asctime)s %(name)s] %(levelname)s: %(message)s"
@@ -156,8 +161,27 @@ def exit_on_sigterm(forward_to_children=False):
         pass
 
 
+def add_precision_argument(parser):
+    """``--precision {fp32,bf16,fp16}``: ``TEST.PRECISION``, the precision of inference."""
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=None,
+        help="inference precision (TEST.PRECISION; default: the config's, fp32). bf16 / fp16 run "
+        "under autocast with the ranking decisions in float32; bf16 needs a GPU or a CPU with "
+        "BF16 instructions, fp16 a GPU, else fp32 is used with a warning",
+    )
+    return parser
+
+
+def precision_opts(precision):
+    """The config overrides of a ``--precision`` value (none when it was not given)."""
+    return [] if precision is None else ["TEST.PRECISION", precision]
+
+
 def add_predictor_arguments(parser, default_config=None):
-    """``--config-file``, ``--trust-checkpoint`` and ``--opts`` (last: it takes the rest).
+    """``--config-file``, ``--trust-checkpoint``, ``--precision`` and ``--opts`` (last: it takes
+    the rest).
 
     Without ``--config-file`` the config follows the checkpoint
     (:func:`seqrank.config_resolution.resolve_config`): ``SEQRANK_CONFIG``, then ``config.yaml``
@@ -176,6 +200,7 @@ def add_predictor_arguments(parser, default_config=None):
         action="store_true",
         help="allow checkpoints that hold arbitrary pickled objects (only files you trust)",
     )
+    add_precision_argument(parser)
     parser.add_argument(
         "--opts",
         default=[],

@@ -129,6 +129,9 @@ def _add_solver_data_test_config(cfg, num_gpus):
     cfg.TEST.EVAL_SAVE = False
     cfg.TEST.METRICS_OF_INTEREST = ["mae"]
     cfg.TEST.THRESHOLD = 0.5
+    # Not in the original: inference precision, fp32 (the faithful path), bf16 or fp16 (autocast;
+    # decisions in float32). Falls back to fp32 with a warning where the device lacks it.
+    cfg.TEST.PRECISION = "fp32"
 
     # Not in the original: skip (and count) missing or corrupt training images instead of failing.
     cfg.DATALOADER.SKIP_BAD_IMAGES = False

@@ -13,7 +13,9 @@ from .checkpoint import (
     SeqRankCheckpointer,
     check_checkpoint_path,
 )
-from .cli import ConfigError, add_predictor_arguments  # noqa: F401  (re-exported)
+
+# add_predictor_arguments is re-exported.
+from .cli import ConfigError, add_predictor_arguments, precision_opts  # noqa: F401
 from .config_resolution import explain_mismatch, resolve_config, weights_from_opts
 from .engine.setup import build_cfg, fit_to_machine
 
@@ -86,8 +88,9 @@ class SeqRankPredictor:
             return self.model([inputs])[0]
 
 
-def build_predictor_from_args(config_file, opts, trust_checkpoint):
-    """A SeqRankPredictor from a demo command line (``--config-file``, ``--opts``, trust flag).
+def build_predictor_from_args(config_file, opts, trust_checkpoint, precision=None):
+    """A SeqRankPredictor from a demo command line (``--config-file``, ``--opts``, trust flag,
+    ``--precision``: ``TEST.PRECISION`` when given, after ``opts``).
 
     The checkpoint is ``MODEL.WEIGHTS`` of ``opts``; a ``config_file`` of ``None`` is resolved
     from it (:func:`resolve_config`). Falls back to the CPU where there is no GPU.
@@ -99,14 +102,13 @@ def build_predictor_from_args(config_file, opts, trust_checkpoint):
             that is wrong (missing, unreadable, not fitting the model: then with the config used
             and the bundled config that fits, if one does).
     """
+    opts = list(opts) + precision_opts(precision)
     weights = weights_from_opts(opts)
     if not weights and config_file:
         weights = build_cfg(config_file, opts).MODEL.WEIGHTS
     if not weights:
         raise ConfigError("no checkpoint given: pass --opts MODEL.WEIGHTS <checkpoint.pth>")
-    return _build(
-        weights, resolve_config(weights, config_file), list(opts), trust_checkpoint or None
-    )
+    return _build(weights, resolve_config(weights, config_file), opts, trust_checkpoint or None)
 
 
 def _build(weights, resolved, opts, trust=None):
@@ -116,7 +118,7 @@ def _build(weights, resolved, opts, trust=None):
     for note in fit_to_machine(cfg):
         logger.info(note)
     cfg.freeze()
-    logger.info("loading %s on %s", weights, cfg.MODEL.DEVICE)
+    logger.info("loading %s on %s (%s)", weights, cfg.MODEL.DEVICE, cfg.TEST.PRECISION)
     try:
         predictor = SeqRankPredictor(cfg, trust=trust)
     except CheckpointMismatchError as exc:

@@ -13,11 +13,12 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import TRUST_ENV
-from ..cli import ConfigError, MissingFileError, one_line
+from ..cli import ConfigError, MissingFileError, one_line, precision_opts
 from ..config import add_seqrank_config, merge_config_file
 from ..config_resolution import resolve_config, weights_from_opts
 from ..data import register_sor_datasets
 from ..log_hygiene import install_setup_log_filter
+from ..modeling.precision import check_precision
 from ..utils.atomic_io import remove_stale_temp_files
 from .amp import amp_dtype
 
@@ -108,6 +109,7 @@ def check_config_values(cfg):
             value = value[part]
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
             raise ConfigError(f"{key} must be an integer >= {lowest}, got {value!r}")
+    check_precision(cfg.TEST.PRECISION)
 
 
 def batch_derivation(cfg, num_gpus, num_machines):
@@ -259,7 +261,8 @@ def setup(args):
         os.environ[TRUST_ENV] = "1"
     num_machines = getattr(args, "num_machines", 1)
     config_file = _eval_config(args)
-    cfg = build_cfg(config_file, args.opts, args.num_gpus, num_machines)
+    opts = list(args.opts) + precision_opts(getattr(args, "precision", None))
+    cfg = build_cfg(config_file, opts, args.num_gpus, num_machines)
     notes = fit_to_machine(cfg)
     cfg.freeze()
     check_output_dir(cfg.OUTPUT_DIR)

@@ -12,6 +12,7 @@ from torchvision.ops import roi_align
 
 from .box_ops import xyhw_to_xyxy
 from .components import MLP, Attention, MLPBlock, init_weights_
+from .precision import float32_decision
 from .registry import SALIENCY_INSTANCE_SEG
 
 __all__ = ["ROISample", "LookByMultiQ", "FoveaHead", "FoveaModule"]
@@ -105,6 +106,7 @@ class FoveaHead(nn.Module):
 
     ``forward(q: B x Q x C, mask_feature: B x C x H2 x W2)`` returns a dict of logits:
     ``masks`` B x Q x H2 x W2, ``scores`` B x Q x 1, ``bboxes`` B x Q x 4 (sigmoid gives xyhw).
+    In eval mode the objectness ``scores`` are computed in float32 under any autocast.
     """
 
     def __init__(self, embed_dim):
@@ -122,7 +124,7 @@ class FoveaHead(nn.Module):
         qn = self.decoder_norm(q)
         return {
             "masks": torch.einsum("bqc,bchw->bqhw", self.mask_embed(qn), mask_feature),
-            "scores": self.score_head(qn),
+            "scores": float32_decision(self.score_head, qn),
             "bboxes": self.bbox_head(qn),
         }
 

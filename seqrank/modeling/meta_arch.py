@@ -8,6 +8,8 @@ Letters: B = batch, Q = queries, C = embedding dim, S = input size (square), h x
 size (res2), K = GT objects of an image, H x W = original image size.
 """
 
+import contextlib
+import logging
 from typing import NamedTuple
 
 import torch
@@ -18,9 +20,12 @@ from torch import nn
 from ..utils.device import to_device
 from .criterion import SeqRankCriterion
 from .postprocessing import image_result
+from .precision import check_precision, resolve_precision
 from .registry import build_gaze_shift, build_instance_seg, build_neck, build_position_encoding
 
 __all__ = ["Encoded", "SeqRank", "STOP_THRESHOLD"]
+
+logger = logging.getLogger(__name__)
 
 # The original hard-codes both stop thresholds; TEST.THRESHOLD is only used by the metrics.
 STOP_THRESHOLD = 0.001
@@ -57,6 +62,13 @@ class SeqRank(nn.Module):
     built. Together they give the same rankings as the original's loop (a test oracle in
     tests/reference/ranking.py) up to float rounding. :meth:`set_fast_inference` changes them on a
     built model, for ablations.
+
+    ``precision`` (``TEST.PRECISION``: ``fp32``, ``bf16``, ``fp16``) is the inference precision:
+    anything but ``fp32`` runs inference under ``torch.autocast`` on the model's device type, with
+    the decisions (objectness and saliency logits, sigmoids, stop tests, mask thresholding) in
+    float32; a device that cannot run it falls back to fp32 with one warning
+    (:mod:`.precision`). Training is not affected (``SOLVER.AMP`` decides there).
+    :meth:`set_precision` changes it on a built model.
     """
 
     @configurable
@@ -75,6 +87,7 @@ class SeqRank(nn.Module):
         exclude_ranked=False,
         fast_inference=True,
         cache_tokens=None,
+        precision="fp32",
     ):
         super().__init__()
         self.backbone = backbone
@@ -89,6 +102,7 @@ class SeqRank(nn.Module):
         self.exclude_ranked = exclude_ranked
         self.fast_inference = bool(fast_inference)
         self.cache_tokens = self.fast_inference if cache_tokens is None else bool(cache_tokens)
+        self.set_precision(precision)
 
     @classmethod
     def from_config(cls, cfg):
@@ -104,7 +118,46 @@ class SeqRank(nn.Module):
             "gaze_key": cfg.MODEL.GAZE_SHIFT_HEAD.KEY,
             "exclude_ranked": cfg.MODEL.SEQRANK.EXCLUDE_RANKED,
             "fast_inference": cfg.MODEL.SEQRANK.FAST_INFERENCE,
+            "precision": cfg.TEST.PRECISION,
         }
+
+    def set_precision(self, precision):
+        """Set the inference precision (``fp32``, ``bf16`` or ``fp16``); returns ``self``.
+
+        Raises:
+            ConfigError: another value.
+        """
+        self.precision = check_precision(precision)
+        self._resolved_precision = None
+        return self
+
+    def inference_dtype(self):
+        """The autocast dtype inference runs under on the model's device (None: fp32); the first
+        call for a precision and device logs the choice, or the fallback warning."""
+        key = (self.precision, str(self.device))
+        if self._resolved_precision is None or self._resolved_precision[0] != key:
+            dtype, note = resolve_precision(self.precision, self.device)
+            if note:
+                logger.warning(note)
+            elif dtype is not None:
+                logger.info("Inference in %s (torch.autocast on %s)", self.precision, key[1])
+            self._resolved_precision = (key, dtype)
+        return self._resolved_precision[1]
+
+    def _inference_context(self):
+        """fp32: ``torch.inference_mode`` with ``fast_inference`` (else nothing). Reduced
+        precision: autocast under ``no_grad`` instead, even inside an inference-mode block:
+        autocast keeps one cast copy of each weight for the whole forward only outside inference
+        mode (inside, every call casts its weights again, 100 ranking steps included)."""
+        dtype = self.inference_dtype()
+        stack = contextlib.ExitStack()
+        if dtype is not None:
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(torch.autocast(self.device.type, dtype=dtype))
+        elif self.fast_inference:
+            stack.enter_context(torch.inference_mode())
+        return stack
 
     def set_fast_inference(self, enabled=True, fused_attention=None, cache_tokens=None):
         """Switch the inference speed-ups of a built model on or off (ablations); returns ``self``.
@@ -151,10 +204,8 @@ class SeqRank(nn.Module):
             gt_masks = to_device([x["masks"] for x in batched_inputs], self.device)
             gt_masks = [m.float() for m in gt_masks]
             return self.criterion(self.encode(batched_inputs), gt_masks, self.gaze_shift)
-        if self.fast_inference:
-            with torch.inference_mode():
-                return self.rank(batched_inputs, *self.encode(batched_inputs)[:-1])
-        return self.rank(batched_inputs, *self.encode(batched_inputs)[:-1])
+        with self._inference_context():
+            return self.rank(batched_inputs, *self.encode(batched_inputs)[:-1])
 
     def step_logits(self, q, qpe, z, zpe, q_vis, token_cache=None):
         """B x Q saliency logits of one ranking step (ranked queries masked if asked to)."""

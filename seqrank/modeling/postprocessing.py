@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .box_ops import xyhw_to_xyxy
+from .losses import in_float32
 
 __all__ = ["MASK_CHUNK_VALUES", "empty_result", "image_result", "threshold_masks"]
 
@@ -15,12 +16,14 @@ __all__ = ["MASK_CHUNK_VALUES", "empty_result", "image_result", "threshold_masks
 MASK_CHUNK_VALUES = 1 << 25
 
 
+@in_float32
 def threshold_masks(mask_logits, height, width):
     """``K x h x w`` logits -> ``K x H x W`` bool host tensor: bilinear upsampling, sigmoid > 0.5.
 
     The thresholding runs on the logits' device, in chunks of at most ``MASK_CHUNK_VALUES``
     upsampled values, and only the booleans are copied to the host (a quarter of the float32
     bytes). The values equal the original's ``(sigmoid(upsample(logits)) > 0.5).float()``.
+    It runs in float32 whatever the autocast context (reduced-precision inference).
     """
     k = mask_logits.shape[0]
     masks = torch.empty((k, height, width), dtype=torch.bool)

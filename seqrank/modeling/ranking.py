@@ -9,6 +9,7 @@ from detectron2.config import configurable
 from torch import nn
 
 from .components import Attention, MLPBlock, init_weights_
+from .precision import float32_decision
 from .registry import GAZE_SHIFT
 
 __all__ = ["CenterShiftBlock", "SequentialRankingModule", "rank_indicators"]
@@ -116,8 +117,8 @@ class SequentialRankingModule(nn.Module):
 
     ``forward(q, z, qpe, zpe, q_vis, token_cache=None)``; ``token_cache`` is an optional
     :meth:`token_cache` of ``z``, ``zpe``. Returns ``(logits, [])`` in training mode, else
-    ``logits``. (The original's ``bbox`` and ``size`` arguments, which it ignored and no caller
-    here passes, are gone.)
+    ``logits`` (float32 in eval mode under any autocast). (The original's ``bbox`` and ``size``
+    arguments, which it ignored and no caller here passes, are gone.)
     """
 
     @configurable
@@ -169,5 +170,5 @@ class SequentialRankingModule(nn.Module):
         for block, z_query in zip(self.blocks, cache):
             q = block(q, qpe, z, zpe, gaze, self.gaze_emb, prev, self.prev_emb, z_query)
         # The original applies the head after every block but only returns the last output.
-        out = self.head(q)
+        out = float32_decision(self.head, q)
         return (out, []) if self.training else out
