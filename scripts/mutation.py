@@ -30,8 +30,14 @@ TARGETS = {
     # mask logits -> binary masks conversion).
     "seqrank/modeling/meta_arch.py": ("SeqRank.rank", "SeqRank.step_logits"),
     "seqrank/modeling/postprocessing.py": ("*",),
-    # Box conversions.
+    # Box and mask conversions: boxes, and masks to and from the RLEs of results files.
     "seqrank/modeling/box_ops.py": ("*",),
+    "seqrank/evaluation/results_file.py": (
+        "encode_mask",
+        "decode_masks",
+        "encode_rle",
+        "rle_from_words",
+    ),
     # The metric rules of the three protocols.
     "seqrank/evaluation/bitmaps.py": ("*",),
     "seqrank/evaluation/stats.py": ("*",),
@@ -43,7 +49,7 @@ TARGETS = {
 # its function (found by tracing one run of them all). The inference loop is tested on scripted
 # logits here; the parity-model tests of the same code (tests/modeling/test_meta_arch.py,
 # test_fast_inference.py) cost seconds per mutant. The tests of the tools built on the metrics
-# (compare, diagnostics, prediction maps, results files, saved maps) are left out: they call
+# (compare, diagnostics, prediction maps, saved maps) are left out: they call
 # the same functions through seconds of I/O, which every surviving mutant would pay for.
 TESTS = (
     "tests/modeling/test_stop_rule.py",
@@ -57,6 +63,7 @@ TESTS = (
     "tests/evaluation/test_metrics_parity.py",
     "tests/evaluation/test_metrics_of_interest.py",
     "tests/evaluation/test_sod.py",
+    "tests/evaluation/test_results_file.py",
     # End-to-end tests run the code in subprocesses, which mutmut cannot trace, for seconds.
     "-m",
     "not e2e",
