@@ -13,8 +13,11 @@ from seqrank.evaluation.bitmaps import (
     iou_from_counts,
     pack_bits,
     pack_rows,
+    pairwise_iou,
     popcount,
     summarize_maps,
+    summary_iou,
+    union_words,
 )
 
 ALL_ONES = np.uint64(2**64 - 1)
@@ -78,10 +81,11 @@ def test_iou_without_epsilon_of_empty_and_single_pixel_unions():
         assert not iou_from_counts(zero, np.zeros(n, int), np.zeros(n, int), 0.0).any()
 
 
-def test_empty_array_takes_its_size_from_the_array():
-    summary = summarize_maps(np.zeros((0, 5, 70), dtype=np.float32))
-    assert summary.shape == (5, 70) and summary.width == 70
-    assert summary.words.shape == (0, 5, 2) and summary.words.dtype == np.uint64
+@pytest.mark.parametrize("width, words", [(64, 1), (65, 2), (70, 2), (128, 2)])
+def test_empty_array_takes_its_size_from_the_array(width, words):
+    summary = summarize_maps(np.zeros((0, 5, width), dtype=np.float32))
+    assert summary.shape == (5, width) and summary.width == width
+    assert summary.words.shape == (0, 5, words) and summary.words.dtype == np.uint64
     assert summary.union is None
     assert summary.areas.shape == (0,) and summary.areas.dtype == np.int64
 
@@ -121,3 +125,26 @@ def test_maps_whose_values_are_not_counted_by_bit_pattern(dtype):
     assert summary.areas.tolist() == [3]
     assert summary.union is not None
     np.testing.assert_array_equal(summary.words, pack_rows(np.array(maps) == 1))
+
+
+@pytest.mark.parametrize("eps", [1e-6, 0.0])
+def test_summary_iou_equals_pairwise_iou_with_or_without_a_support(eps):
+    rng = np.random.default_rng(3)
+    gts = rng.random((3, 9, 70)) < 0.3
+    preds = rng.random((4, 9, 70)) < 0.3
+    gt_summary, pred_summary = summarize_maps(gts), summarize_maps(preds)
+    expected = pairwise_iou(gts.reshape(3, -1), preds.reshape(4, -1), eps=eps)
+    support = union_words(pred_summary) & union_words(gt_summary)
+    for found in (
+        summary_iou(pred_summary, gt_summary, eps),
+        summary_iou(pred_summary, gt_summary, eps, support),
+    ):
+        np.testing.assert_array_equal(found, expected)
+
+
+def test_summary_iou_with_no_map_on_one_side():
+    some = summarize_maps(np.ones((2, 3, 5)))
+    none = summarize_maps(np.zeros((0, 3, 5)))
+    for preds, gts, shape in ((none, some, (2, 0)), (some, none, (0, 2))):
+        iou = summary_iou(preds, gts)
+        assert iou.shape == shape and iou.dtype == np.float64

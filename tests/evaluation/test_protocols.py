@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+from seqrank.evaluation.bitmaps import pack_bits
 from seqrank.evaluation.metrics import aggregate, image_metrics
 from seqrank.evaluation.protocols import (
     ASSR_GREY,
@@ -294,6 +295,19 @@ def test_assr_predicted_ranks_on_maps_of_any_pixel_count():
     gt_one[1, 3, 11:] = False  # 2 pixels, both grey
     assert assr_predicted_ranks(grey, gt).tolist() == [229, 0]
     assert assr_predicted_ranks(grey, gt_one).tolist() == [229, 178]
+    # The GT masks may come bit-packed already (one packing for several predictions).
+    assert assr_predicted_ranks(grey, pack_bits(gt_one)).tolist() == [229, 178]
+
+
+def test_resize_binary_of_boolean_and_numeric_masks_agree():
+    masks = [A, B * 0.75, C * 0.5]
+    as_bool = [m > 0.5 for m in masks]
+    np.testing.assert_array_equal(resize_binary(as_bool, (7, 3)), resize_binary(masks, (7, 3)))
+    assert resize_binary(as_bool, (7, 3))[:, 0].tolist() == [
+        [1, 1, 0, 0, 0, 0, 0],
+        [0, 0, 1, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0],
+    ]
 
 
 def test_assr_saliency_ranks_rules():

@@ -1,6 +1,7 @@
 import os
 
 import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 import torch
 
@@ -8,6 +9,7 @@ from seqrank.evaluation.results_file import (
     ResultsFileError,
     decode_masks,
     encode_mask,
+    encode_rle,
     load_results,
     save_results,
 )
@@ -92,3 +94,24 @@ def test_reference_results_file_loads(parity_dir):
     masks = decode_masks(results["parity_fpn_000"])
     assert len(masks) == results["parity_fpn_000"]["num"] == 3
     assert masks[0].shape == (150, 230)
+
+
+def test_encode_mask_foreground_is_strictly_above_one_half():
+    mask = np.array([[0.5, 0.51], [1.0, 0.0]])
+    decoded = decode_masks({"masks": [encode_mask(mask)]})[0]
+    np.testing.assert_array_equal(decoded, [[0, 1], [1, 0]])
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.float32])
+def test_encode_rle_of_any_zero_one_dtype_is_pycocotools_encoding(dtype):
+    bits = np.random.default_rng(0).random((2, 5, 70)) < 0.4
+    expected = [mask_util.encode(np.asfortranarray(b.astype(np.uint8))) for b in bits]
+    assert encode_rle(bits.astype(dtype)) == expected
+
+
+def test_decode_errors_name_the_record():
+    bad = {"masks": [{"size": [2, 2], "counts": b"\xff"}]}
+    with pytest.raises(ResultsFileError, match="^record mask 0: "):
+        decode_masks(bad)
+    with pytest.raises(ResultsFileError, match="^image cat.jpg mask 0: "):
+        decode_masks(bad, where="image cat.jpg")
