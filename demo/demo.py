@@ -42,7 +42,6 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: E402
@@ -58,6 +57,7 @@ from seqrank.cli import (  # noqa: E402
 from seqrank.data.image_io import IMAGE_EXTENSIONS, read_rgb  # noqa: E402
 from seqrank.predictor import build_predictor_from_args  # noqa: E402
 from seqrank.utils.atomic_io import atomic_write_bytes, atomic_write_json  # noqa: E402
+from seqrank.utils.masks import mask_uint8  # noqa: E402
 from seqrank.utils.visualize import (  # noqa: E402
     encode_png,
     ranked_objects,
@@ -170,7 +170,7 @@ def output_stem(path, used):
 
 def rank_png(mask, bbox):
     """PNG bytes of one ranked object: the mask in white on black, with its box (3 px outline)."""
-    binary = (np.asarray(mask) > 0.5).astype(np.uint8) * 255
+    binary = mask_uint8(mask) * 255
     canvas = Image.fromarray(binary).convert("RGB")
     if all(math.isfinite(v) for v in bbox):
         x1, y1, x2, y2 = (float(v) for v in bbox)

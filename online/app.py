@@ -88,6 +88,7 @@ from seqrank.data.image_io import pil_to_rgb
 from seqrank.demo_page import is_synthetic
 from seqrank.log_hygiene import plain_werkzeug_log
 from seqrank.predictor import build_predictor_from_args
+from seqrank.utils.masks import mask_uint8
 from seqrank.utils.visualize import encode_png, ranked_objects, render_overlay, render_rank_colormap
 
 __all__ = ["MAX_PIXELS", "UploadError", "create_app", "decode_upload", "main"]
@@ -185,9 +186,7 @@ def display_result(result, size):
     if (height, width) == tuple(size):
         return result
     masks = [
-        cv2.resize(
-            (np.asarray(m) > 0.5).astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST
-        )
+        cv2.resize(mask_uint8(m), size[::-1], interpolation=cv2.INTER_NEAREST)
         for m in result["masks"]
     ]
     scale = np.array([size[1] / width, size[0] / height] * 2)

@@ -12,10 +12,12 @@ To mutate another module or function (e.g. after a module is split), edit TARGET
 
 import argparse
 import fnmatch
+import gc
 import json
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,9 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Module path -> functions whose mutants are tested ("*": all; "Class.method" for methods).
 TARGETS = {
-    # The ranking decisions: the inference loops, the stop rule and the per-image results.
+    # The ranking decisions: the inference loop, the stop rule and the per-image results (with the
+    # mask logits -> binary masks conversion).
     "seqrank/modeling/meta_arch.py": ("SeqRank.rank", "SeqRank.step_logits"),
-    "seqrank/modeling/postprocessing.py": ("image_result", "empty_result"),
+    "seqrank/modeling/postprocessing.py": ("*",),
     # Box conversions.
     "seqrank/modeling/box_ops.py": ("*",),
     # The metric rules of the three protocols.
@@ -41,10 +44,15 @@ TARGETS = {
 # (tests/modeling/test_meta_arch.py, test_fast_inference.py) cost seconds per mutant.
 TESTS = (
     "tests/modeling/test_stop_rule.py",
+    "tests/modeling/test_postprocessing.py",
     "tests/modeling/test_box_ops.py",
     "tests/evaluation",
+    # The end-to-end tests run the code in subprocesses (which mutmut cannot trace) for seconds.
+    "-m",
+    "not e2e",
 )
 
+MUTMUT_VERSION = "3.8.1"  # the internals adapt_mutmut() changes are those of this version
 DOCS = REPO / "docs" / "TESTING.md"
 DETECTED = {"killed", "timeout", "segfault"}
 
@@ -75,10 +83,58 @@ def listed_mutants(section):
     return dict(rows)
 
 
+def adapt_mutmut():
+    """Three changes to how mutmut runs the tests of a mutant.
+
+    * Default signal handlers in each forked test run. mutmut's fork server handles SIGTERM by
+      SIGKILLing every mutant run in flight, and its forked runs inherit that handler; so does
+      any process a test forks (``compare`` worker pools): when the pool ended its workers
+      with SIGTERM, they killed the other mutant's run, which counted as a kill ("segfault").
+    * Fastest tests first. mutmut passes a mutant's tests to ``pytest -x`` in set order; most
+      mutants fail one of their quick tests, so sorting them by the durations mutmut measured
+      ends most runs after a few milliseconds of tests instead of after a slow one.
+    * ``gc.freeze()`` in the fork server once it has imported torch and collected the tests: the
+      collector of every forked run then skips that heap instead of walking (and copying) it.
+    """
+    import mutmut
+    from mutmut.runners.harness import PytestRunner
+    from mutmut.state import state
+    from mutmut.workers.isolation import ForkServerRunner
+
+    if mutmut.__version__ != MUTMUT_VERSION:
+        sys.exit(
+            f"mutmut {mutmut.__version__} found, {MUTMUT_VERSION} expected (requirements-dev.txt)"
+        )
+    warm_up, submit, run_tests = (
+        PytestRunner.warm_up,
+        ForkServerRunner.submit,
+        PytestRunner.run_tests,
+    )
+
+    def frozen_warm_up(self):
+        warm_up(self)
+        gc.freeze()
+
+    def fastest_first(self, mutant_name, tests, *args):
+        durations = state().duration_by_test
+        tests = sorted(tests, key=lambda test: (durations.get(test, 0.0), test))
+        return submit(self, mutant_name, tests, *args)
+
+    def run_tests_with_default_signals(self, *, mutant_name, tests):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        return run_tests(self, mutant_name=mutant_name, tests=tests)
+
+    PytestRunner.warm_up = frozen_warm_up
+    PytestRunner.run_tests = run_tests_with_default_signals
+    ForkServerRunner.submit = fastest_first
+
+
 def run_mutmut(jobs, names):
     from mutmut.__main__ import cli
     from mutmut.configuration import config
 
+    adapt_mutmut()
     cfg = config()  # [tool.mutmut] of pyproject.toml, then TARGETS / TESTS of this script
     cfg.only_mutate = list(TARGETS)
     cfg.pytest_add_cli_args_test_selection = list(TESTS)

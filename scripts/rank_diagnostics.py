@@ -143,11 +143,15 @@ def collect(cfg, dataset, num_images=0):
     model = Trainer.load_for_eval(cfg)
     loader = Trainer.build_test_loader(cfg, dataset)
     records, teacher = [], []
-    total = min(len(loader), num_images) if num_images else len(loader)
+    # Batches of TEST.IMS_PER_BATCH images; a last partial batch is cut to num_images.
+    size = cfg.TEST.IMS_PER_BATCH
+    total = min(len(loader), -(-num_images // size)) if num_images else len(loader)
     with torch.no_grad():
         for index, inputs in enumerate(tqdm(loader, total=total, desc=dataset, unit="batch")):
-            if num_images and index >= num_images:
+            if index >= total:
                 break
+            if num_images:
+                inputs = inputs[: num_images - len(records)]
             encoded = model.encode(inputs)
             outputs = model.rank(inputs, *encoded[:5])
             for inp, out in zip(inputs, outputs):

@@ -26,12 +26,12 @@ import logging
 
 from detectron2.utils.logger import setup_logger
 
-from seqrank.cli import add_debug_argument, debug_requested, positive_int, user_errors
+from seqrank.cli import add_debug_argument, debug_requested, user_errors
 from seqrank.config import add_seqrank_config
 from seqrank.evaluation.compare import CompareInputError, default_workers
 from seqrank.evaluation.compare_report import markdown_table, run_comparison
 from seqrank.evaluation.protocols import PROTOCOLS
-from seqrank.evaluation.results_file import MAX_MASK_PIXELS, MAX_RECORD_PIXELS, MaskLimits
+from seqrank.evaluation.results_file import MaskLimits, add_mask_limit_arguments
 
 PROG = "sor_compare"
 # Bad input ends with exit code 2 (as argparse's usage errors), the documented contract.
@@ -94,21 +94,7 @@ def build_parser():
         default=default_workers(),
         help=f"processes scoring images in parallel (default {default_workers()}: the cores)",
     )
-    parser.add_argument(
-        "--max-mask-pixels",
-        type=positive_int,
-        default=MAX_MASK_PIXELS,
-        metavar="N",
-        help=f"refuse masks larger than N pixels (H x W; default {MAX_MASK_PIXELS:,})",
-    )
-    parser.add_argument(
-        "--max-record-pixels",
-        type=positive_int,
-        default=MAX_RECORD_PIXELS,
-        metavar="N",
-        help="refuse images whose masks (predicted, or GT) add up to more than N pixels "
-        f"(default {MAX_RECORD_PIXELS:,})",
-    )
+    add_mask_limit_arguments(parser, record_what="masks (predicted, or GT)")
     add_debug_argument(parser)
     return parser
 
@@ -134,7 +120,7 @@ def main(argv=None):
             sod_metrics=args.sod_metrics,
             threshold=args.threshold,
             workers=args.workers,
-            limits=MaskLimits(args.max_mask_pixels, args.max_record_pixels),
+            limits=MaskLimits.from_args(args),
         )
     print("\n" + markdown_table(comparison, args.bootstrap, args.seed))
 

@@ -23,15 +23,13 @@ from tqdm import tqdm
 from seqrank.cli import (
     add_debug_argument,
     debug_requested,
-    positive_int,
     setup_cli_logging,
     user_errors,
 )
 from seqrank.evaluation.results_file import (
-    MAX_MASK_PIXELS,
-    MAX_RECORD_PIXELS,
     MaskLimits,
     ResultsFileError,
+    add_mask_limit_arguments,
     decode_masks,
     load_results,
 )
@@ -55,21 +53,7 @@ def parse_args(argv=None):
         help="results file (<dataset>_coco_format.pth); --pth-file is the original's name",
     )
     parser.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
-    parser.add_argument(
-        "--max-mask-pixels",
-        type=positive_int,
-        default=MAX_MASK_PIXELS,
-        metavar="N",
-        help=f"refuse masks larger than N pixels (H x W; default {MAX_MASK_PIXELS:,})",
-    )
-    parser.add_argument(
-        "--max-record-pixels",
-        type=positive_int,
-        default=MAX_RECORD_PIXELS,
-        metavar="N",
-        help=f"refuse images whose masks add up to more than N pixels (default "
-        f"{MAX_RECORD_PIXELS:,})",
-    )
+    add_mask_limit_arguments(parser)
     add_debug_argument(parser)
     return parser.parse_args(argv)
 
@@ -108,7 +92,7 @@ def visualize(results_path, output_dir, limits=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_cli_logging()
-    limits = MaskLimits(args.max_mask_pixels, args.max_record_pixels)
+    limits = MaskLimits.from_args(args)
     # OSError: an output folder or file that cannot be written (its message names it).
     with user_errors("visualize2colormap", debug_requested(args), also=(OSError,)):
         visualize(args.path, args.output, limits)

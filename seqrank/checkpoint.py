@@ -34,10 +34,8 @@ from detectron2.checkpoint import DetectionCheckpointer
 from .cli import MissingFileError, SeqRankUserError
 from .utils.atomic_io import atomic_torch_save, atomic_write_bytes
 from .utils.safe_pickle import (
-    PickleLimitError,
-    check_torch_file,
-    describe_non_torch_file,
     load_error_line,
+    preflight_torch_file,
     refused_global,
 )
 
@@ -122,15 +120,7 @@ def safe_torch_load(path, map_location="cpu", trust=False):
     check_checkpoint_path(path)
     if trust:
         return torch.load(path, map_location=map_location, weights_only=False)
-    try:
-        problem = describe_non_torch_file(path)
-        if problem:
-            raise CheckpointError(f"{path}: {problem}")
-        check_torch_file(path)
-    except PickleLimitError as exc:
-        raise CheckpointError(str(exc)) from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    preflight_torch_file(path, CheckpointError)
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)

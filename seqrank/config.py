@@ -122,6 +122,9 @@ def _add_solver_data_test_config(cfg, num_gpus):
     cfg.TF32 = False
 
     cfg.TEST.AUG.ENABLED = False
+    # Not in the original (detectron2's test loader, 1 image at a time): images per inference
+    # batch in each process of the evaluation. Metrics do not depend on it.
+    cfg.TEST.IMS_PER_BATCH = 1
     cfg.TEST.UPPER_BOUND = False
     cfg.TEST.EVAL_SAVE = False
     cfg.TEST.METRICS_OF_INTEREST = ["mae"]

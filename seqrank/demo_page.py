@@ -17,6 +17,7 @@ import numpy as np
 from .evaluation.metrics import image_metrics
 from .rank_render import rank_color_hex, render_labelled_overlay
 from .utils.atomic_io import atomic_write_bytes
+from .utils.masks import binary_mask, mask_uint8
 from .utils.visualize import encode_png, overlay_label, render_rank_colormap
 
 __all__ = ["MIN_SHOWN_SIDE", "build_panel", "is_synthetic", "render_page", "write_page"]
@@ -35,13 +36,10 @@ def _upscaled(image_rgb, masks):
     height, width = image_rgb.shape[:2]
     factor = max(1, math.ceil(MIN_SHOWN_SIDE / max(height, width)))
     if factor == 1:
-        return image_rgb, [np.asarray(m) > 0.5 for m in masks]
+        return image_rgb, [binary_mask(m) for m in masks]
     size = (width * factor, height * factor)
     image = cv2.resize(image_rgb, size, interpolation=cv2.INTER_NEAREST)
-    masks = [
-        cv2.resize((np.asarray(m) > 0.5).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        for m in masks
-    ]
+    masks = [cv2.resize(mask_uint8(m), size, interpolation=cv2.INTER_NEAREST) for m in masks]
     return image, masks
 
 

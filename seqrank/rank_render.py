@@ -15,6 +15,8 @@ import functools
 import cv2
 import numpy as np
 
+from .utils.masks import binary_mask, mask_uint8
+
 __all__ = [
     "FIXED_RANK_COLORS",
     "LabelBox",
@@ -87,7 +89,7 @@ def _pole(mask):
     maximum), or ``None`` for an empty mask."""
     if not mask.any():
         return None
-    padded = np.pad(mask.astype(np.uint8), 1)
+    padded = np.pad(mask_uint8(mask), 1)
     distance = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
     return int(x), int(y)
@@ -122,7 +124,7 @@ def layout_labels(masks, texts, height, width):
     a label placed before it (higher ranks are placed first).
     """
     scale, thickness = label_scale(height, width)
-    binary = [np.asarray(m) > 0.5 for m in masks]
+    binary = [binary_mask(m) for m in masks]
     covered = np.zeros((height, width), dtype=bool)
     placed = []
     for k, (mask, text) in enumerate(zip(binary, texts)):
@@ -149,15 +151,15 @@ def render_labelled_overlay(image_rgb, masks, texts):
     Returns ``(H x W x 3 uint8 RGB image, [LabelBox, ...])``.
     """
     height, width = image_rgb.shape[:2]
-    canvas = np.asarray(image_rgb, dtype=np.float32).copy()
-    binary = [np.asarray(m) > 0.5 for m in masks]
+    canvas = np.array(image_rgb, dtype=np.float32)
+    binary = [binary_mask(m) for m in masks]
     for k in range(len(binary) - 1, -1, -1):
         canvas[binary[k]] = canvas[binary[k]] * (1 - _ALPHA) + np.array(rank_color(k + 1)) * _ALPHA
     out = np.ascontiguousarray(np.clip(canvas, 0, 255).astype(np.uint8))
     _, thickness = label_scale(height, width)
     for k in range(len(binary) - 1, -1, -1):
         contours, _ = cv2.findContours(
-            binary[k].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+            mask_uint8(binary[k]), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
         )
         cv2.drawContours(out, contours, -1, rank_color(k + 1), max(1, thickness // 2))
     boxes = layout_labels(binary, texts, height, width)

@@ -169,8 +169,13 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        """detectron2's test loader (every image once, split over the processes) with batches of
+        ``TEST.IMS_PER_BATCH`` images per process; the last batch may be smaller."""
         return build_detection_test_loader(
-            cfg, dataset_name, mapper=SORDatasetMapper(cfg, is_train=False)
+            cfg,
+            dataset_name,
+            mapper=SORDatasetMapper(cfg, is_train=False),
+            batch_size=cfg.TEST.IMS_PER_BATCH,
         )
 
     @classmethod

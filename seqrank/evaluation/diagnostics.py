@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from ..modeling.meta_arch import STOP_THRESHOLD
+from ..utils.masks import binary_mask
 from .bitmaps import pairwise_iou
 
 __all__ = [
@@ -43,7 +44,7 @@ MATCH_IOU = 0.5
 def _flat_bool(masks, shape):
     if len(masks) == 0:
         return np.zeros((0, shape[0] * shape[1]), dtype=bool)
-    return np.stack([np.asarray(m) > 0.5 for m in masks]).reshape(len(masks), -1)
+    return np.stack([binary_mask(m) for m in masks]).reshape(len(masks), -1)
 
 
 def analyze_image(pred_masks, gt_masks, saliency=()):

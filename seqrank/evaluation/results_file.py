@@ -22,13 +22,12 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
-from ..cli import SeqRankUserError
+from ..cli import SeqRankUserError, positive_int
 from ..utils.atomic_io import atomic_torch_save
+from ..utils.masks import mask_uint8
 from ..utils.safe_pickle import (
-    PickleLimitError,
-    check_torch_file,
-    describe_non_torch_file,
     load_error_line,
+    preflight_torch_file,
     refused_global,
 )
 from .bitmaps import pack_rows, unpack_rows
@@ -73,6 +72,33 @@ class MaskLimits:
     def from_cfg(cls, cfg):
         return cls(int(cfg.LIMITS.MAX_MASK_PIXELS), int(cfg.LIMITS.MAX_RECORD_PIXELS))
 
+    @classmethod
+    def from_args(cls, args):
+        """The limits given by :func:`add_mask_limit_arguments`' options."""
+        return cls(args.max_mask_pixels, args.max_record_pixels)
+
+
+def add_mask_limit_arguments(parser, record_what="masks"):
+    """Add ``--max-mask-pixels`` and ``--max-record-pixels`` (read with ``MaskLimits.from_args``).
+
+    ``record_what`` names what one image's total counts in the help text.
+    """
+    parser.add_argument(
+        "--max-mask-pixels",
+        type=positive_int,
+        default=MAX_MASK_PIXELS,
+        metavar="N",
+        help=f"refuse masks larger than N pixels (H x W; default {MAX_MASK_PIXELS:,})",
+    )
+    parser.add_argument(
+        "--max-record-pixels",
+        type=positive_int,
+        default=MAX_RECORD_PIXELS,
+        metavar="N",
+        help=f"refuse images whose {record_what} add up to more than N pixels "
+        f"(default {MAX_RECORD_PIXELS:,})",
+    )
+
 
 def load_results(path, limits=None):
     """Load a results file as ``{image_name: record}``, every record and RLE checked.
@@ -86,15 +112,7 @@ def load_results(path, limits=None):
     limits = limits or MaskLimits()
     if not os.path.isfile(path):
         raise ResultsFileError(f"results file not found: {path}")
-    try:
-        problem = describe_non_torch_file(path)
-        if problem:
-            raise ResultsFileError(f"{path}: not a results file ({problem})")
-        check_torch_file(path)
-    except PickleLimitError as exc:
-        raise ResultsFileError(str(exc)) from None
-    except OSError as exc:
-        raise ResultsFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    preflight_torch_file(path, ResultsFileError, "not a results file ({problem})")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
@@ -254,8 +272,7 @@ def decode_masks(record, limits=None, where="record"):
 
 def encode_mask(mask):
     """Encode an H x W mask (pixels > 0.5 are foreground) as a COCO RLE dict with bytes counts."""
-    binary = np.asarray(mask) > 0.5
-    return mask_util.encode(np.asfortranarray(binary.astype(np.uint8)))
+    return mask_util.encode(np.asfortranarray(mask_uint8(mask)))
 
 
 def save_results(path, results):

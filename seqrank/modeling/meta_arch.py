@@ -215,7 +215,6 @@ class SeqRank(nn.Module):
             logits = logits.masked_fill(q_vis[..., 0] > 0.5, float("-inf"))
         return logits
 
-    @torch.no_grad()
     def rank(self, batched_inputs, q, qpe, z, zpe, out):
         """Sequential inference (docs/ARCHITECTURE.md): up to Q ranking steps; each image stops
         for good at its first pick whose objectness or saliency falls below ``STOP_THRESHOLD``.
@@ -224,41 +223,44 @@ class SeqRank(nn.Module):
         every per-image tensor are dropped) and each step reads the device once (picks, scores and
         stop flags in one copy); each image's masks are upsampled once, at the end.
         """
-        bsz, num_q = out["scores"].shape[:2]
-        obj_probs = out["scores"].float().sigmoid()[..., 0]
-        q_vis = torch.zeros_like(out["scores"], dtype=torch.float32)
-        images = list(range(bsz))
-        picks = [[] for _ in range(bsz)]
-        cache = None
-        if self.cache_tokens and hasattr(self.gaze_shift, "token_cache"):
-            cache = self.gaze_shift.token_cache(z, zpe)
-        for step in range(num_q):
-            logits = self.step_logits(q, qpe, z, zpe, q_vis, cache)
-            pick = logits.argmax(dim=1)
-            rows = torch.arange(len(images), device=self.device)
-            q_vis[rows, pick, 0] = float(step + 1)
-            sal = logits[rows, pick].sigmoid()
-            obj = obj_probs[rows, pick]
-            keep = (obj >= STOP_THRESHOLD) & (sal >= STOP_THRESHOLD)
-            # The step's only host sync; float64 holds the indices and float32 scores exactly.
-            host = torch.stack([pick.double(), obj.double(), sal.double(), keep.double()]).cpu()
-            kept = []
-            for row, (p, o, s, k) in enumerate(zip(*host.tolist())):
-                if k:
-                    picks[images[row]].append((int(p), o, s))
-                    kept.append(row)
-            if len(kept) < len(images):
-                if not kept:
-                    break
-                # The kept rows in order, found on the device (indexing with a host list syncs).
-                order = torch.sort(keep.to(torch.uint8), descending=True, stable=True).indices
-                order = order[: len(kept)]
-                images = [images[row] for row in kept]
-                q, qpe, z, zpe, q_vis, obj_probs = (
-                    t[order] for t in (q, qpe, z, zpe, q_vis, obj_probs)
-                )
-                cache = None if cache is None else [t[order] for t in cache]
-        return [
-            image_result(x, b, out["masks"][b], out["bboxes"][b], picks[b])
-            for b, x in enumerate(batched_inputs)
-        ]
+        # A context rather than a decorator: mutation testing (scripts/mutation.py) skips
+        # decorated functions, and this is the loop it must mutate.
+        with torch.no_grad():
+            bsz, num_q = out["scores"].shape[:2]
+            obj_probs = out["scores"].float().sigmoid()[..., 0]
+            q_vis = torch.zeros_like(out["scores"], dtype=torch.float32)
+            images = list(range(bsz))
+            picks = [[] for _ in range(bsz)]
+            cache = None
+            if self.cache_tokens and hasattr(self.gaze_shift, "token_cache"):
+                cache = self.gaze_shift.token_cache(z, zpe)
+            for step in range(num_q):
+                logits = self.step_logits(q, qpe, z, zpe, q_vis, cache)
+                pick = logits.argmax(dim=1)
+                rows = torch.arange(len(images), device=self.device)
+                q_vis[rows, pick, 0] = float(step + 1)
+                sal = logits[rows, pick].sigmoid()
+                obj = obj_probs[rows, pick]
+                keep = (obj >= STOP_THRESHOLD) & (sal >= STOP_THRESHOLD)
+                # The step's only host sync; float64 holds the indices and float32 scores exactly.
+                host = torch.stack([pick.double(), obj.double(), sal.double(), keep.double()]).cpu()
+                kept = []
+                for row, (p, o, s, k) in enumerate(zip(*host.tolist())):
+                    if k:
+                        picks[images[row]].append((int(p), o, s))
+                        kept.append(row)
+                if len(kept) < len(images):
+                    if not kept:
+                        break
+                    # The kept rows in order, found on the device (indexing with a host list syncs).
+                    order = torch.sort(keep.to(torch.uint8), descending=True, stable=True).indices
+                    order = order[: len(kept)]
+                    images = [images[row] for row in kept]
+                    q, qpe, z, zpe, q_vis, obj_probs = (
+                        t[order] for t in (q, qpe, z, zpe, q_vis, obj_probs)
+                    )
+                    cache = None if cache is None else [t[order] for t in cache]
+            return [
+                image_result(x, b, out["masks"][b], out["bboxes"][b], picks[b])
+                for b, x in enumerate(batched_inputs)
+            ]

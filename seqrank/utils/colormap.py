@@ -6,6 +6,8 @@ Colours are BGR triples, as written by ``cv2.imwrite`` (see docs/ARCHITECTURE.md
 
 import numpy as np
 
+from .masks import binary_mask
+
 __all__ = [
     "COLOR_TABLE",
     "DEMO_COLOR_TABLE",
@@ -43,22 +45,23 @@ COLOR_TABLE = make_color_table(20, 100)
 DEMO_COLOR_TABLE = make_color_table(100, 0)
 
 
-def _stack_masks(masks, height, width):
-    """Return masks as a bool array N x H x W (thresholded at 0.5) and the canvas size."""
+def _binary_masks(masks, height, width):
+    """Return the N masks as H x W bool arrays (``> 0.5``; boolean masks as they are, not copied)
+    and the canvas size."""
     arrays = [np.asarray(m) for m in masks]
     if not arrays:
         if (height is None) != (width is None):
             raise ValueError("give both height and width, or neither")
         if height is None:
             height, width = DEFAULT_CANVAS_HW
-        return np.zeros((0, int(height), int(width)), dtype=bool), int(height), int(width)
+        return [], int(height), int(width)
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1 or len(arrays[0].shape) != 2:
         raise ValueError(f"masks must all be 2-D with one shape, got shapes {sorted(shapes)}")
     mask_hw = arrays[0].shape
     if height is not None and width is not None and (int(height), int(width)) != mask_hw:
         raise ValueError(f"masks are {mask_hw[0]}x{mask_hw[1]} but canvas is {height}x{width}")
-    return np.stack(arrays) > 0.5, mask_hw[0], mask_hw[1]
+    return [binary_mask(a) for a in arrays], mask_hw[0], mask_hw[1]
 
 
 def render_colormap(masks, height=None, width=None, table=COLOR_TABLE):
@@ -75,7 +78,7 @@ def render_colormap(masks, height=None, width=None, table=COLOR_TABLE):
 
     Masks are painted from j = N-1 down to 0, so the most salient object ends up on top.
     """
-    binary, height, width = _stack_masks(masks, height, width)
+    binary, height, width = _binary_masks(masks, height, width)
     table = np.asarray(table, dtype=np.uint8)
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     for j in range(len(binary) - 1, -1, -1):
@@ -90,7 +93,7 @@ def render_rank_map(masks, height, width):
     rank 1 = 255, rank N = 127 for N >= 2. Painted from i = N-1 down to 0 so rank 1 is on top;
     N = 0 gives an all-zero image.
     """
-    binary, height, width = _stack_masks(masks, height, width)
+    binary, height, width = _binary_masks(masks, height, width)
     values = np.linspace(1.0, 0.5, len(binary))
     canvas = np.zeros((height, width), dtype=np.float64)
     for i in range(len(binary) - 1, -1, -1):

@@ -38,6 +38,7 @@ __all__ = [
     "check_torch_file",
     "describe_non_torch_file",
     "load_error_line",
+    "preflight_torch_file",
     "max_object_bytes",
     "refused_global",
 ]
@@ -500,6 +501,23 @@ def check_torch_file(path, max_object=None):
             budget -= check_pickle_stream(reader, path, budget, max_object, storages=True)
             if f.tell() >= size:
                 break
+
+
+def preflight_torch_file(path, error_cls, not_torch="{problem}"):
+    """Check ``path`` before ``torch.load``: a ``torch.save`` file whose pickle stays in bounds.
+
+    Every failure becomes one ``error_cls`` line naming ``path``; ``not_torch`` formats the reason
+    when the file is not a torch file at all (``{problem}`` is replaced by it).
+    """
+    try:
+        problem = describe_non_torch_file(path)
+        if problem:
+            raise error_cls(f"{path}: " + not_torch.format(problem=problem))
+        check_torch_file(path)
+    except PickleLimitError as exc:
+        raise error_cls(str(exc)) from None
+    except OSError as exc:
+        raise error_cls(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _check_torch_zip(f, path, size, max_object):

@@ -1,8 +1,10 @@
 """Rendering of ranked results shared by the terminal demo (demo/demo.py) and the browser demo.
 
 A *result* is the dict returned by :class:`seqrank.predictor.SeqRankPredictor`: ``masks`` (N arrays
-H x W, values 0/1), ``bboxes`` (N boxes ``[x1, y1, x2, y2]`` in pixels), ``scores`` (objectness)
-and ``saliency``, all in predicted rank order (index 0 = rank 1). H x W is the image size.
+H x W, ``bool`` from the predictor, any {0, 1} maps accepted), ``bboxes`` (N boxes ``[x1, y1, x2,
+y2]`` in pixels), ``scores`` (objectness) and ``saliency``, all in predicted rank order (index 0 =
+rank 1). H x W is the image size. Boolean masks are drawn as they are, never copied
+(:mod:`seqrank.utils.masks`).
 """
 
 import math

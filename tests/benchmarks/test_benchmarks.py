@@ -92,3 +92,28 @@ def test_bench_quick_schedule_variants_seeds_and_spread():
     assert (args.order, args.seeds, args.opts) == ("chain", [0, 1, 2], ["SOLVER.MAX_ITER", "5"])
     line = bench.spread_line("top2", [0.5, 0.75, 0.625])
     assert line == "top2: 0.6250  min 0.5000  max 0.7500  spread 0.2500  seeds 3\n"
+
+
+def test_bench_memory_runs_every_stage_with_boolean_masks():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_memory", "--height", "90", "--width", "120",
+         "--objects", "12"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "120 x 90 photo, 12 objects, masks ['bool']" in done.stdout
+    for stage in ("predictor", "terminal demo", "web demo"):
+        assert re.search(rf"^{stage}\s+\d+\s+\d+\s+[\d.]+$", done.stdout, re.M), done.stdout
+    assert re.fullmatch(r"peak: \d+", done.stdout.strip().splitlines()[-1]), done.stdout
+
+
+def test_bench_eval_batch_runs_and_checks_identical_metrics():
+    out = _run(
+        "bench_eval_batch", "--images", "5", "--size", "64", "--batches", "1", "4", "--reps", "1",
+        "--workers", "0",
+    )  # fmt: skip
+    assert "metrics identical for every batch size" in out
+    assert re.search(r"^\s+4\s+[\d.]+\s+[\d.]+$", out, re.M) and "load average after" in out

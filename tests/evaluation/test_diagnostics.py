@@ -124,8 +124,8 @@ def test_cli_writes_tables_json_and_heat_map(tmp_path):
     cmd = [
         sys.executable, "-m", "scripts.rank_diagnostics",
         "--config-file", "configs/quick_schedules/synsor_tiny.yaml",
-        "--output", str(out), "--max-k", "4",
-        "MODEL.DEVICE", "cpu", "DATASETS.ROOT", str(tmp_path),
+        "--output", str(out), "--max-k", "4", "--num-images", "2",
+        "MODEL.DEVICE", "cpu", "DATASETS.ROOT", str(tmp_path), "TEST.IMS_PER_BATCH", "4",
         "DATASETS.TEST", "('tiny_test',)", "INPUT.FT_SIZE_TEST", "64",
         "OUTPUT_DIR", str(tmp_path / "o"),
     ]  # fmt: skip
@@ -133,7 +133,8 @@ def test_cli_writes_tables_json_and_heat_map(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "teacher-forced" in proc.stdout and "pick \\ GT rank" in proc.stdout
     diag = json.loads((out / "rank_diagnostics.json").read_text())
-    assert diag["images"] == 3 and diag["max_k"] == 4
+    # --num-images counts images, not batches: 2 of the first batch of 3.
+    assert diag["images"] == 2 and diag["max_k"] == 4
     assert len(diag["confusion"]) == 4 and all(len(row) == 5 for row in diag["confusion"])
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "confusion.csv").read_text().startswith("pick,gt_rank_1")

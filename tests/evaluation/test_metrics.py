@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from seqrank.evaluation.bitmaps import binary_flat, pairwise_iou, stack_maps, summarize_maps
-from seqrank.evaluation.metrics import METRIC_NAMES, aggregate, image_metrics, summary_metrics
+from seqrank.evaluation.metrics import (
+    METRIC_NAMES,
+    aggregate,
+    image_metrics,
+    sa_sor,
+    sor,
+    summary_metrics,
+    topk_metrics,
+)
 from tests.reference.metrics import reference_image_metrics
 
 UNION_KEYS = ("mae", "acc", "fbeta", "iou")
@@ -166,6 +174,35 @@ def test_union_metrics_of_raw_and_summarised_maps():
     soft = union_metrics(np.stack([A * 0.7 + 0.2 * (1 - A)]), np.stack([A, B]))
     assert soft["mae"] == pytest.approx((5 * 0.3 + 5 * 0.8 + 10 * 0.2) / 20, rel=1e-12)
     assert soft["iou"] == pytest.approx(5 / (10 + 1e-6), rel=1e-12)
+
+
+def test_graded_ground_truth_counts_in_the_mae():
+    # Binary predictions, a graded GT map: the MAE takes the GT's raw values (0.8 on A) ...
+    soft = A * 0.8
+    assert image_metrics([A], [soft])["mae"] == pytest.approx(5 * 0.2 / 20, rel=1e-12)
+    # ... also against the all-zero map that stands for no prediction (20 columns: the
+    # unpacked width is not a whole number of 64-bit words).
+    assert image_metrics([], [soft])["mae"] == pytest.approx(5 * 0.8 / 20, rel=1e-12)
+
+
+def test_each_rule_on_its_iou_boundary():
+    # sa_sor pairs IoU > 0.5; top-k counts IoU >= 0.5; sor and the matcher (ap, ar) take
+    # IoU > thres. Hand-made IoU matrices put a value exactly on each boundary.
+    iou = np.array([[0.5, 0.0], [0.0, 0.9]])
+    rows = cols = np.array([0, 1])
+    # GT 1 pairs with prediction 1 (ranks 1, 1); GT 2 is unpaired (ranks 2, 0): rho = -1.
+    assert sa_sor(iou, rows, cols) == pytest.approx(-1.0, abs=1e-12)
+    assert topk_metrics(iou)["top1"] == 1.0
+    # GT 2 and GT 3 hit predictions 1 and 3 (ranks 2-3 / 1-3): rho 1. With GT 1 hitting
+    # prediction 2 on the boundary as well, rho would be 0.5.
+    iou = np.array([[0.0, 0.5, 0.0], [0.9, 0.0, 0.0], [0.0, 0.0, 0.9]])
+    assert sor(iou, thres=0.5) == 1.0
+    # A pair whose IoU equals the threshold is not matched.
+    exact = 5 / (5 + 1e-6)  # IoU of A with itself, as image_metrics computes it
+    on_boundary = image_metrics([A], [A], thres=exact)
+    assert on_boundary["ap"] == on_boundary["ar"] == pytest.approx(0.0, abs=1e-11)
+    assert math.isnan(on_boundary["sor"])
+    assert image_metrics([A], [A], thres=0.99)["ap"] == 1.0
 
 
 def test_pairwise_iou_epsilon():

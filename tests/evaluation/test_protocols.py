@@ -9,10 +9,13 @@ import pytest
 
 from seqrank.evaluation.metrics import aggregate, image_metrics
 from seqrank.evaluation.protocols import (
+    ASSR_GREY,
     PROTOCOLS,
+    assr_mae_from_maps,
     assr_mae_image,
     assr_predicted_ranks,
     assr_rank_map,
+    assr_saliency_ranks,
     assr_sor,
     assr_sor_image,
     irsr_match,
@@ -22,6 +25,7 @@ from seqrank.evaluation.protocols import (
     score_image,
     summarize_protocols,
 )
+from tests.evaluation.test_metrics import same
 
 
 def strip(cols, width=20):
@@ -262,3 +266,72 @@ def test_empty_inputs_give_nan_without_numpy_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert math.isnan(assr_sor([None])) and math.isnan(irsr_sa_sor([]))
+
+
+def test_assr_mae_of_other_dtypes_equals_the_uint8_value():
+    # 640 x 480 maps whose |difference| sums to more than float32 holds exactly: the general
+    # path must subtract and average in float64 to give the same value as the uint8 path.
+    rng = np.random.default_rng(0)
+    greys = np.array((0,) + ASSR_GREY, dtype=np.uint8)
+    pred = rng.choice(greys, size=(480, 640))
+    gt = rng.choice(greys, size=(480, 640))
+    exact = float(np.abs(pred.astype(np.int64) - gt).sum()) / pred.size / 255.0
+    assert assr_mae_from_maps(pred, gt) == exact
+    as_float = pred.astype(np.float32), gt.astype(np.float32)
+    for p, g in (as_float, (as_float[0], gt), (pred, as_float[1]), (pred / 1.0, gt)):
+        assert assr_mae_from_maps(p, g) == exact
+
+
+def test_assr_predicted_ranks_on_maps_of_any_pixel_count():
+    # 5 x 13 = 65 pixels: the flat map is padded to whole 64-pixel words.
+    grey = np.zeros((5, 13), dtype=np.uint8)
+    grey[0, :] = 229
+    grey[4, 10:] = 178
+    gt = np.zeros((2, 5, 13), dtype=bool)
+    gt[0, 0, :] = True
+    gt[1, 3:, 11:] = True  # 4 pixels, 2 of them grey: not more than half
+    gt_one = gt.copy()
+    gt_one[1, 3, 11:] = False  # 2 pixels, both grey
+    assert assr_predicted_ranks(grey, gt).tolist() == [229, 0]
+    assert assr_predicted_ranks(grey, gt_one).tolist() == [229, 178]
+
+
+def test_assr_saliency_ranks_rules():
+    # Objects: mean 0.3 (2 px), 0.9 (1 px), no pixel, 0.6 (3 px), saliency 0 (2 px), on a
+    # map in [0, 1]. Order by mean: 1, 3, 0, then 2 and 4 unranked.
+    saliency = np.zeros((3, 6))
+    masks = np.zeros((5, 3, 6), dtype=bool)
+    masks[0, 0, :2], saliency[0, :2] = True, [0.2, 0.4]
+    masks[1, 1, 0], saliency[1, 0] = True, 0.9
+    masks[3, 2, :3], saliency[2, :3] = True, [0.6, 0.5, 0.7]
+    masks[4, 1, 4:] = True
+    assert assr_saliency_ranks(saliency, masks).tolist() == [3, 5, 0, 4, 0]
+    # The empty object first: it must not disturb the order of the others.
+    assert assr_saliency_ranks(saliency, masks[[2, 0, 1, 3, 4]]).tolist() == [0, 3, 5, 4, 0]
+
+
+def test_assr_saliency_means_are_exact_sums():
+    # float32 maps: object 1 sums to 2**24 + 1, which float32 cannot hold (it rounds to 2**24,
+    # a tie with object 0 that the index would break the other way).
+    saliency = np.array([[2.0**24, 0.0, 2.0**24, 1.0]], dtype=np.float32)
+    masks = np.array([[[1, 1, 0, 0]], [[0, 0, 1, 1]]], dtype=bool)
+    assert assr_saliency_ranks(saliency, masks).tolist() == [1, 2]
+
+
+def test_score_image_threshold():
+    # One prediction of IoU 0.8 with the GT: matched at the default 0.5, not at 0.95.
+    preds, gts = [strip(range(8))], [strip(range(10))]
+    default = score_image(preds, gts, ("seqrank",))["seqrank"]
+    assert all(same(v, image_metrics(preds, gts)[k], 0) for k, v in default.items())
+    assert default["ap"] == 1.0
+    strict = score_image(preds, gts, ("seqrank",), threshold=0.95)["seqrank"]
+    assert all(same(v, image_metrics(preds, gts, 0.95)[k], 0) for k, v in strict.items())
+    assert strict["ap"] < 1e-11
+
+
+def test_summarize_protocols_defaults_and_metric_selection():
+    per_image = [score_image([A], [A]), score_image([A, B], [A, B])]
+    default = summarize_protocols(per_image)
+    assert math.isnan(default["seqrank"]["top5"])  # count 0: NaN unless faithful_count0
+    chosen = summarize_protocols(per_image, ("seqrank",), seqrank_metrics=["sor", "mae"])
+    assert list(chosen["seqrank"]) == ["sor", "sor_count", "mae", "mae_count"]

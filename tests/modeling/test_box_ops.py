@@ -71,3 +71,9 @@ def test_masks_to_unit_boxes_counts_every_positive_value(value):
     masks = torch.zeros(1, 4, 4)
     masks[0, 1, 2] = value
     torch.testing.assert_close(masks_to_unit_boxes(masks), torch.tensor([[0.5, 0.25, 0.5, 0.25]]))
+
+
+def test_masks_to_unit_boxes_keep_the_masks_device():
+    # The meta device stands in for a GPU: a tensor made on the CPU inside fails to mix with it.
+    boxes = masks_to_unit_boxes(torch.zeros(3, 5, 7, device="meta"))
+    assert boxes.device.type == "meta" and boxes.shape == (3, 4)

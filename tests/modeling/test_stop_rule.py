@@ -297,3 +297,23 @@ def test_results_carry_the_image_name_or_the_batch_index(fast):
     results, _ = rank(scripts, [[0.5] * NUM_QUERIES] * 2, fast=fast, names=["cat.jpg"])
     assert [r["image_name"] for r in results] == ["cat.jpg", 1]
     assert [r["num"] for r in results] == [1, 0]
+
+
+def test_a_large_batch_keeps_each_image_on_its_rows():
+    # 70 images stopping at random steps. The stopped ones leave the batch through a sort of
+    # the keep flags that must be stable (torch.sort is not, on 64 rows or more): otherwise the
+    # rows of one image would be ranked as another's.
+    rng = np.random.default_rng(0)
+    scripts = [
+        [(int(rng.integers(NUM_QUERIES)), HIGH if rng.random() < 0.7 else BELOW) for _ in range(4)]
+        for _ in range(70)
+    ]
+    objectness = rng.uniform(0.1, 0.9, (70, NUM_QUERIES)).tolist()
+    fast, _ = rank(scripts, objectness)
+    reference, _ = rank(scripts, objectness, fast=False)
+    assert sorted({r["num"] for r in fast}) == [0, 1, 2, 3, 4]
+    for got, expected in zip(fast, reference):
+        assert got["num"] == expected["num"]
+        assert got["scores"] == expected["scores"] and got["saliency"] == expected["saliency"]
+        for mask, expected_mask_ in zip(got["masks"], expected["masks"]):
+            np.testing.assert_array_equal(mask, expected_mask_)
