@@ -39,6 +39,9 @@ DEBUG_ENV = "SEQRANK_DEBUG"
 # Values of TEST.PRECISION (seqrank.modeling.precision checks them).
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
 
+# Set by the SIGTERM handler of exit_on_sigterm; user_errors then ends the process with 143.
+_SIGTERM_RECEIVED = False
+
 _PLAIN_LOG = "%(levelname)s %(name)s: %(message)s"
 _TIMED_LOG = "[%(asctime)s %(name)s] %(levelname)s: %(message)s"
 
@@ -122,10 +125,19 @@ def user_errors(prog, debug=False, also=(), exit_code=1):
 
     With the default exit code 1 the line is the ``SystemExit``'s message (Python prints it);
     a tool documented to exit with another code (2 for ``sor_compare``) prints it itself.
+    After a SIGTERM handled by :func:`exit_on_sigterm`, any error ends the process with 143.
     """
     try:
         yield
-    except (SeqRankUserError, *also) as exc:
+    except BaseException as exc:
+        if _SIGTERM_RECEIVED and not _is_sigterm_exit(exc):
+            # The SystemExit of _stop can turn into another error while unwinding (torch.save's
+            # zip writer fails in its __exit__ when a record was cut short); the process still
+            # ends the way SIGTERM is documented to end it.
+            logger.warning("Error while stopping after SIGTERM: %s", one_line(exc))
+            raise SystemExit(SIGTERM_EXIT_CODE) from None
+        if not isinstance(exc, (SeqRankUserError, *also)):
+            raise
         if debug:
             traceback.print_exc()
         line = f"{prog}: error: {one_line(exc)}"
@@ -135,7 +147,13 @@ def user_errors(prog, debug=False, also=(), exit_code=1):
         raise SystemExit(exit_code) from None
 
 
+def _is_sigterm_exit(exc):
+    return isinstance(exc, SystemExit) and exc.code == SIGTERM_EXIT_CODE
+
+
 def _stop(forward, signum, frame):
+    global _SIGTERM_RECEIVED
+    _SIGTERM_RECEIVED = True
     # A second SIGTERM while cleaning up kills the process the default way.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     logger.warning("Received SIGTERM: stopping (a checkpoint being written is discarded)")

@@ -65,12 +65,30 @@ def _staged(path, write):
             os.fsync(f.fileno())
         # mkstemp creates the file 0600; give it the mode a plain open() would have.
         os.chmod(tmp, 0o666 & ~current_umask())
-    except BaseException:
+    except BaseException as exc:
         # Removed before the lock is dropped, so no cleaner races this removal.
         _remove(tmp)
         os.close(fd)
-        raise
+        interruption = _interruption_behind(exc)
+        if interruption is None:
+            raise
+        raise interruption from None
     return fd, tmp
+
+
+def _interruption_behind(exc):
+    """The ``SystemExit`` / ``KeyboardInterrupt`` that ``exc`` was raised while handling, if any.
+
+    An interrupted writer can fail again while unwinding (torch.save's zip writer checks its
+    position in ``__exit__``); the caller must see the interruption, not that second error.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            return None if not seen else exc
+        seen.add(id(exc))
+        exc = exc.__context__
+    return None
 
 
 def _remove(tmp):

@@ -81,6 +81,50 @@ def test_sigterm_during_a_write_leaves_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+class _CutShort:
+    """A file whose third write is interrupted by SIGTERM, as a scheduler's stop lands."""
+
+    def __init__(self, f):
+        self.f, self.writes = f, 0
+
+    def write(self, data):
+        self.writes += 1
+        if self.writes == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+
+def test_sigterm_inside_torch_save_ends_as_sigterm_not_as_the_zip_writer_error(tmp_path):
+    # torch.save's zip writer raises "unexpected pos" in __exit__ when a record is cut short;
+    # that error must not hide the SystemExit (CI once saw exit code 1 instead of 143).
+    previous = signal.getsignal(signal.SIGTERM)
+    exit_on_sigterm()
+    obj = {"weight": torch.zeros(100, 10), "bias": torch.ones(50)}
+    try:
+        with pytest.raises(SystemExit) as info:
+            atomic_write(tmp_path / "model.pth", lambda f: torch.save(obj, _CutShort(f)))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert info.value.code == 143
+    assert info.value.__suppress_context__
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_error_without_interruption_is_raised_unchanged(tmp_path):
+    def fails_while_handling(f):
+        try:
+            raise ValueError("first")
+        except ValueError:
+            raise OSError("second") from None
+
+    with pytest.raises(OSError, match="second"):
+        atomic_write(tmp_path / "out.bin", fails_while_handling)
+    assert os.listdir(tmp_path) == []
+
+
 def test_several_files_are_written_all_or_none(tmp_path):
     (tmp_path / "a.txt").write_bytes(b"old a")
     atomic_write_files({tmp_path / "a.txt": b"new a", tmp_path / "b.txt": b"new b"})
