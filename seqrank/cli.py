@@ -7,13 +7,12 @@ logging set-up, how a process ends on SIGTERM, and the predictor arguments of th
 
 import argparse
 import contextlib
-import functools
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 import traceback
+
+from seqrank.utils.sigterm import SIGTERM_EXIT_CODE, exit_on_sigterm, sigterm_received
 
 __all__ = [
     "ConfigError",
@@ -34,13 +33,9 @@ __all__ = [
 
 logger = logging.getLogger("seqrank")
 
-SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
 DEBUG_ENV = "SEQRANK_DEBUG"
 # Values of TEST.PRECISION (seqrank.modeling.precision checks them).
 PRECISION_CHOICES = ("fp32", "bf16", "fp16")
-
-# Set by the SIGTERM handler of exit_on_sigterm; user_errors then ends the process with 143.
-_SIGTERM_RECEIVED = False
 
 _PLAIN_LOG = "%(levelname)s %(name)s: %(message)s"
 _TIMED_LOG = "[%(asctime)s %(name)s] %(levelname)s: %(message)s"
@@ -130,7 +125,7 @@ def user_errors(prog, debug=False, also=(), exit_code=1):
     try:
         yield
     except BaseException as exc:
-        if _SIGTERM_RECEIVED and not _is_sigterm_exit(exc):
+        if sigterm_received() and not _is_sigterm_exit(exc):
             # The SystemExit of _stop can turn into another error while unwinding (torch.save's
             # zip writer fails in its __exit__ when a record was cut short); the process still
             # ends the way SIGTERM is documented to end it.
@@ -149,34 +144,6 @@ def user_errors(prog, debug=False, also=(), exit_code=1):
 
 def _is_sigterm_exit(exc):
     return isinstance(exc, SystemExit) and exc.code == SIGTERM_EXIT_CODE
-
-
-def _stop(forward, signum, frame):
-    global _SIGTERM_RECEIVED
-    _SIGTERM_RECEIVED = True
-    # A second SIGTERM while cleaning up kills the process the default way.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    logger.warning("Received SIGTERM: stopping (a checkpoint being written is discarded)")
-    if forward:
-        for child in multiprocessing.active_children():
-            child.terminate()
-    raise SystemExit(SIGTERM_EXIT_CODE)
-
-
-def exit_on_sigterm(forward_to_children=False):
-    """End this process through Python on SIGTERM (``SystemExit(143)``) instead of at once.
-
-    Python's default leaves ``finally`` blocks unrun, so an atomic write interrupted by SIGTERM
-    (e.g. a checkpoint save when a cluster scheduler stops the job) left its temporary file behind.
-    ``forward_to_children``: first pass SIGTERM on to this process's multiprocessing children
-    (the launcher of several training processes; not a trainer, whose children are data-loader
-    workers that torch shuts down itself). Only the main thread can install handlers; elsewhere
-    this does nothing.
-    """
-    try:
-        signal.signal(signal.SIGTERM, functools.partial(_stop, forward_to_children))
-    except ValueError:
-        pass
 
 
 def add_precision_argument(parser):

@@ -5,14 +5,14 @@ import signal
 
 import pytest
 
-from seqrank import cli
 from seqrank.cli import ConfigError, exit_on_sigterm, user_errors
+from seqrank.utils import sigterm
 
 
 @pytest.fixture
 def sigterm_handler(monkeypatch):
     previous = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(cli, "_SIGTERM_RECEIVED", False)
+    monkeypatch.setattr(sigterm, "_state", {"received": False, "deferring": 0, "pending": False})
     exit_on_sigterm()
     yield
     signal.signal(signal.SIGTERM, previous)
@@ -55,4 +55,3 @@ def test_sigterm_exit_passes_through_user_errors(sigterm_handler):
         with user_errors("prog"):
             os.kill(os.getpid(), signal.SIGTERM)
     assert info.value.code == 143
-    assert cli._SIGTERM_RECEIVED

@@ -4,7 +4,8 @@ A write goes to a temporary ``.<name>.<random>.tmp`` file in the destination dir
 renamed over ``<name>`` when complete. While it is being written the temporary file holds an
 exclusive ``flock``; the kernel drops the lock when the writer dies, however it dies (SIGKILL
 included). :func:`remove_stale_temp_files` uses this to tell the leftovers of an interrupted write
-from a write in progress in another process.
+from a write in progress in another process. A SIGTERM (with the handler of
+:mod:`seqrank.utils.sigterm`) waits until a write is complete.
 """
 
 import errno
@@ -15,6 +16,8 @@ import os
 import re
 import stat
 import tempfile
+
+from seqrank.utils.sigterm import sigterm_deferred
 
 __all__ = [
     "atomic_torch_save",
@@ -33,11 +36,14 @@ _TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 
 
+@sigterm_deferred()
 def atomic_write(path, write):
     """Create or replace ``path`` with what ``write(f)`` writes to a binary file object.
 
     The temporary file lives in the destination directory because ``os.replace`` is only atomic
-    within one file system; it is synced before the rename and removed if anything fails.
+    within one file system; it is synced before the rename and removed if anything fails. A
+    SIGTERM handled by :func:`seqrank.utils.sigterm.exit_on_sigterm` ends the process once the
+    file is in place.
     """
     path = os.fspath(path)
     fd, tmp = _staged(path, write)
@@ -174,6 +180,7 @@ def atomic_write_json(path, obj, indent=1, compact=False, newline=False):
     atomic_write_bytes(path, json_bytes(obj, indent, compact, newline))
 
 
+@sigterm_deferred()
 def atomic_write_files(files):
     """Write several files (``{path: bytes}``) as one step: every file is first written and
     synced to a temporary beside it, and only when all of them are complete are they renamed

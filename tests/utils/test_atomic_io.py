@@ -1,15 +1,14 @@
 """Atomic writes: whole file or old file, the usual file mode, no temporary left behind (also
-after SIGTERM or, via the start-up clean-up, SIGKILL)."""
+after SIGTERM, which waits for the write, Ctrl-C or, via the start-up clean-up, SIGKILL)."""
 
 import os
 import signal
 import stat
-import time
 
 import pytest
 import torch
 
-from seqrank.cli import exit_on_sigterm
+from seqrank.utils import sigterm
 from seqrank.utils.atomic_io import (
     atomic_torch_save,
     atomic_write,
@@ -19,6 +18,7 @@ from seqrank.utils.atomic_io import (
     json_bytes,
     remove_stale_temp_files,
 )
+from seqrank.utils.sigterm import exit_on_sigterm
 
 
 def test_written_file_gets_the_mode_of_a_plain_open(tmp_path):
@@ -63,52 +63,73 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(others + [".dir.abcdefgh.tmp", "out.bin"])
 
 
-def test_sigterm_during_a_write_leaves_no_temporary(tmp_path):
+@pytest.fixture
+def sigterm_handler(monkeypatch):
     previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(sigterm, "_state", {"received": False, "deferring": 0, "pending": False})
     exit_on_sigterm()
+    yield
+    signal.signal(signal.SIGTERM, previous)
 
+
+def test_sigterm_during_a_write_ends_the_process_once_the_file_is_complete(
+    tmp_path, sigterm_handler
+):
     def killed_midway(f):
-        f.write(b"partial")
+        f.write(b"first half, ")
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
+        f.write(b"second half")
 
-    try:
-        with pytest.raises(SystemExit) as info:
-            atomic_write(tmp_path / "model.pth", killed_midway)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with pytest.raises(SystemExit) as info:
+        atomic_write(tmp_path / "model.pth", killed_midway)
     assert info.value.code == 143
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == ["model.pth"]
+    assert (tmp_path / "model.pth").read_bytes() == b"first half, second half"
 
 
-class _CutShort:
-    """A file whose third write is interrupted by SIGTERM, as a scheduler's stop lands."""
+class _Interrupted:
+    """A file whose third write is interrupted (by SIGTERM, or by Ctrl-C: ``KeyboardInterrupt``)."""
 
-    def __init__(self, f):
-        self.f, self.writes = f, 0
+    def __init__(self, f, interrupt):
+        self.f, self.interrupt, self.writes = f, interrupt, 0
 
     def write(self, data):
         self.writes += 1
         if self.writes == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
+            self.interrupt()
         return self.f.write(data)
 
     def flush(self):
         self.f.flush()
 
 
-def test_sigterm_inside_torch_save_ends_as_sigterm_not_as_the_zip_writer_error(tmp_path):
-    # torch.save's zip writer raises "unexpected pos" in __exit__ when a record is cut short;
-    # that error must not hide the SystemExit (CI once saw exit code 1 instead of 143).
-    previous = signal.getsignal(signal.SIGTERM)
-    exit_on_sigterm()
-    obj = {"weight": torch.zeros(100, 10), "bias": torch.ones(50)}
-    try:
-        with pytest.raises(SystemExit) as info:
-            atomic_write(tmp_path / "model.pth", lambda f: torch.save(obj, _CutShort(f)))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _ctrl_c():
+    raise KeyboardInterrupt
+
+
+_STATE = {"weight": torch.zeros(100, 10), "bias": torch.ones(50)}
+
+
+def test_sigterm_inside_torch_save_waits_for_a_complete_checkpoint(tmp_path, sigterm_handler):
+    # Raised inside torch.save, the SystemExit left the zip writer half-done: it failed in its
+    # __exit__ ("unexpected pos", exit code 1) or aborted the process (-6) once destroyed.
+    path = tmp_path / "model.pth"
+    with pytest.raises(SystemExit) as info:
+        atomic_write(path, lambda f: torch.save(_STATE, _Interrupted(f, _sigterm)))
     assert info.value.code == 143
+    assert os.listdir(tmp_path) == ["model.pth"]
+    loaded = torch.load(path, weights_only=True)
+    assert all(torch.equal(loaded[k], v) for k, v in _STATE.items())
+
+
+def test_ctrl_c_inside_torch_save_is_raised_as_itself(tmp_path):
+    # The zip writer's own error in __exit__ ("unexpected pos") must not replace the interrupt.
+    with pytest.raises(KeyboardInterrupt) as info:
+        atomic_write(tmp_path / "m.pth", lambda f: torch.save(_STATE, _Interrupted(f, _ctrl_c)))
     assert info.value.__suppress_context__
     assert os.listdir(tmp_path) == []
 

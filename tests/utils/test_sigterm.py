@@ -1,0 +1,56 @@
+"""SIGTERM ends the process with 143 through Python, after any atomic write in progress."""
+
+import os
+import signal
+
+import pytest
+
+from seqrank.utils import sigterm
+from seqrank.utils.sigterm import exit_on_sigterm, sigterm_deferred, sigterm_received
+
+
+@pytest.fixture
+def sigterm_handler(monkeypatch):
+    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(sigterm, "_state", {"received": False, "deferring": 0, "pending": False})
+    exit_on_sigterm()
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_raises_system_exit_143(sigterm_handler, caplog):
+    with pytest.raises(SystemExit) as info:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert info.value.code == 143
+    assert sigterm_received()
+    assert "Received SIGTERM: stopping" in caplog.text
+    # A second SIGTERM would end the process the default way.
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_deferred_block_runs_to_its_end_then_exits(sigterm_handler, caplog):
+    done = []
+    with pytest.raises(SystemExit) as info:
+        with sigterm_deferred():
+            with sigterm_deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("inner")
+            done.append("outer")
+    assert info.value.code == 143
+    assert done == ["inner", "outer"]
+    assert "once the file being written is complete" in caplog.text
+
+
+def test_deferred_block_without_sigterm_changes_nothing(sigterm_handler):
+    with sigterm_deferred():
+        pass
+    assert not sigterm_received()
+    assert sigterm._state == {"received": False, "deferring": 0, "pending": False}
+
+
+def test_an_error_in_the_deferred_block_still_ends_with_143(sigterm_handler):
+    with pytest.raises(SystemExit) as info:
+        with sigterm_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise OSError("disk full")
+    assert info.value.code == 143
