@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrank.modeling.neck import FPN, FRC, FrcPN
+from seqrank.modeling.neck import FPN, FRC, FrcPN, resize_like
 from seqrank.modeling.registry import build_neck
 from tests.helpers import (
     load_parity_strictly,
@@ -132,3 +132,30 @@ def test_frc_matches_loop_reference():
     high_up = F.interpolate(frc.conv1(high), size=(6, 7), mode="bilinear", align_corners=False)
     expected = frc.conv2(naive_frc_core(high_up, low) + low)
     torch.testing.assert_close(frc(high, low), expected, rtol=1e-5, atol=1e-5)
+
+
+def unfold_frc_core(high_up, low):
+    """The original's formulation: nn.Unfold neighbours, an arithmetic mask, all maps at once."""
+    b, c, h, w = low.shape
+    unfold = nn.Unfold(kernel_size=3, padding=1)
+    nbr = unfold(low).reshape(b, c, 9, h, w)
+    thr = nbr.mean(dim=2, keepdim=True)
+    pos = (nbr - thr > 0).to(low.dtype)
+    idc = (low.unsqueeze(2) - thr > 0).to(low.dtype)
+    mask = idc * pos + (1 - idc) * (1 - pos)
+    xh = unfold(high_up).reshape(b, c, 9, h, w)
+    return (xh * mask).sum(dim=2) / (mask.sum(dim=2) + 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(2, 5, 6, 7), (1, 4, 50, 50), (3, 3, 13, 29), (1, 2, 64, 64)])
+def test_frc_is_bit_identical_to_the_unfold_formulation(shape, dtype):
+    # Sizes whose H x W is and is not a multiple of the reduction kernels' vector width: the
+    # remainder is summed in another order, which a re-implemented reduction would not follow.
+    frc = FRC(shape[1], shape[1])
+    frc.conv1 = nn.Identity()
+    frc.conv2 = nn.Identity()
+    high, low = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
+    low[0, 0, :2] = 0.5  # ties with the local mean
+    expected = unfold_frc_core(resize_like(high, low), low) + low
+    assert torch.equal(frc(high, low), expected)
