@@ -19,10 +19,11 @@ demo: venv
 test: venv-dev
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# Everything but the end-to-end tests (subprocesses, CLI runs, the browser): about a minute
-# (58-76 s on the shared 2-core machine, docs/TESTING.md).
+# Everything but the end-to-end tests (subprocesses, CLI runs, the browser), in TEST_WORKERS
+# pytest-xdist processes: under a minute on 2 cores (docs/TESTING.md).
+TEST_WORKERS ?= 2
 test-fast: venv-dev
-	@$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+	@$(PY) -m pytest -q -m "not e2e" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: venv-dev
 	@$(PY) -m flake8 --max-line-length 100 seqrank scripts demo online tests benchmarks train_net.py
