@@ -15,7 +15,7 @@ import logging
 import sys
 
 from seqrank.cli import positive_int, setup_cli_logging
-from seqrank.data.synthetic import make_synthetic_sor
+from seqrank.data.synthetic import MAX_OBJECTS, make_synthetic_sor
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,14 @@ def parse_args(argv=None):
         "object next (default), global = largest unvisited object next (docs/SYNTHETIC.md)",
     )
     parser.add_argument(
+        "--min-objects",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help=f"fewest objects per image, 1-{MAX_OBJECTS} (default 1; SA-SOR scores a one-object "
+        "image 0, so a dataset's mean SA-SOR is capped by its share of one-object images)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="regenerate even if the dataset already exists"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -63,6 +71,7 @@ def main(argv=None):
             width=args.width or args.size,
             force=args.force,
             order=args.order,
+            min_objects=args.min_objects,
             progress=not args.no_progress,
         )
     except (ValueError, OSError) as exc:

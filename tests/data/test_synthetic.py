@@ -306,3 +306,37 @@ def test_order_is_part_of_the_fingerprint_and_the_cli(tmp_path):
     with pytest.raises(SystemExit) as info:
         cli.parse_args(["--order", "size"])
     assert info.value.code == 2
+
+
+def test_default_min_objects_keeps_the_fingerprint_of_existing_datasets():
+    # The comment of the `make demo` dataset as generated before --min-objects existed.
+    counts = {"train": 600, "test": 100}
+    comment = synthetic.dataset_comment("synsor_global", 0, counts, 128, 128, "global")
+    assert comment.endswith("height=128 width=128 fingerprint=313fd9600be53399")
+    two = synthetic.dataset_comment("synsor_global", 0, counts, 128, 128, "global", 2)
+    assert "min_objects=2" in two and two != comment
+
+
+@pytest.mark.parametrize("order", ["chain", "global"])
+def test_min_objects_leaves_no_image_with_fewer_objects(tmp_path, order):
+    directory = _make(tmp_path, num_train=10, num_test=10, order=order, min_objects=2)
+    for split in ("train", "test"):
+        content = _load(directory, split)
+        assert "min_objects=2" in content["__comment__"]
+        assert all(len(record["annotations"]) >= 2 for record in content["data"])
+    # Without the option some of these images hold a single object.
+    singles = [len(render_scene(0, "train", i, 64, 64, order).objects) == 1 for i in range(10)]
+    assert any(singles)
+
+
+def test_min_objects_out_of_range_is_one_line(tmp_path):
+    for bad in (0, 7, 1.5):
+        with pytest.raises(ValueError, match="min_objects"):
+            _make(tmp_path, min_objects=bad)
+    args = ["--root", str(tmp_path), "--num-train", "1", "--num-test", "1", "--no-progress"]
+    with pytest.raises(SystemExit, match="min_objects must be between 1 and 6, got 7"):
+        cli.main(args + ["--min-objects", "7"])
+    with pytest.raises(SystemExit) as info:
+        cli.parse_args(args + ["--min-objects", "0"])
+    assert info.value.code == 2
+    assert not os.listdir(tmp_path)

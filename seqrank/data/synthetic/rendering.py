@@ -278,14 +278,14 @@ def _measure(objects, image_u8):
         obj.contrast = local_contrast(image_u8, obj.mask, fulls)
 
 
-def _try_scene(rng, height, width, order="chain"):
-    """One attempt at a scene; None if it has no clear most-conspicuous object (or, for the
-    global order, no clear order of sizes)."""
+def _try_scene(rng, height, width, order="chain", min_objects=1):
+    """One attempt at a scene; None if fewer than ``min_objects`` objects could be placed, or it
+    has no clear most-conspicuous object (or, for the global order, no clear order of sizes)."""
     image, bg_value = _render_background(rng, height, width)
     num_distractors = _draw_distractors(rng, image, bg_value)
-    count = int(rng.integers(1, MAX_OBJECTS + 1))
+    count = int(rng.integers(min_objects, MAX_OBJECTS + 1))
     shapes, fulls, visibles = _place_objects(rng, count, height, width)
-    if not shapes:
+    if len(shapes) < min_objects:
         return None
     objects = _build_objects(rng, image, shapes, fulls, visibles, bg_value)
     image_u8 = np.clip(np.round(image), 0, 255).astype(np.uint8)
@@ -299,18 +299,30 @@ def _try_scene(rng, height, width, order="chain"):
     return Scene(image=image_u8, objects=objects, num_distractors=num_distractors)
 
 
-def render_scene(seed, split, index, height=128, width=128, order="chain"):
+def check_min_objects(min_objects):
+    """``min_objects`` as an int in 1..MAX_OBJECTS, else ValueError."""
+    if isinstance(min_objects, bool) or int(min_objects) != min_objects:
+        raise ValueError(f"min_objects must be an integer, got {min_objects!r}")
+    if not 1 <= min_objects <= MAX_OBJECTS:
+        raise ValueError(f"min_objects must be between 1 and {MAX_OBJECTS}, got {min_objects}")
+    return int(min_objects)
+
+
+def render_scene(seed, split, index, height=128, width=128, order="chain", min_objects=1):
     """Render image ``index`` of ``split`` deterministically; returns a :class:`Scene`.
 
     ``order`` (``chain`` or ``global``, see the module docstring) selects the GT sequence; the
-    chain scenes are the same as those of earlier versions of the generator.
+    chain scenes are the same as those of earlier versions of the generator. ``min_objects``
+    (1..MAX_OBJECTS) resamples scenes with fewer objects; with the default 1 the scenes are those
+    of earlier versions (SA-SOR scores a one-object image 0, capping a dataset's mean).
     """
     if split not in _SPLIT_IDS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     check_order(order)
+    min_objects = check_min_objects(min_objects)
     rng = np.random.default_rng([int(seed), _SPLIT_IDS[split], int(index)])
     for _ in range(_SCENE_TRIES):
-        scene = _try_scene(rng, height, width, order)
+        scene = _try_scene(rng, height, width, order, min_objects)
         if scene is not None:
             break
     else:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from ...utils.atomic_io import atomic_write_json, current_umask
 from ..datasets import register_sor_dataset
 from .ordering import check_order
-from .rendering import SPLITS, render_scene
+from .rendering import SPLITS, check_min_objects, render_scene
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -55,8 +55,12 @@ def _check_params(name, counts, height, width):
         raise ValueError(f"image height and width must be >= {_MIN_SIZE}, got {height}x{width}")
 
 
-def dataset_comment(name, seed, counts, height, width, order="chain"):
-    """The ``__comment__`` of both JSON files; it fingerprints every generation parameter."""
+def dataset_comment(name, seed, counts, height, width, order="chain", min_objects=1):
+    """The ``__comment__`` of both JSON files; it fingerprints every generation parameter.
+
+    ``min_objects`` is listed only when it is not 1, so the datasets written before it existed
+    keep their fingerprint (and stay cached).
+    """
     params = {
         "generator": f"seqrank.data.synthetic v{GENERATOR_VERSION}",
         "name": name,
@@ -67,6 +71,8 @@ def dataset_comment(name, seed, counts, height, width, order="chain"):
         "height": int(height),
         "width": int(width),
     }
+    if min_objects != 1:
+        params["min_objects"] = int(min_objects)
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode("utf-8")).hexdigest()[:16]
     settings = " ".join(f"{k}={v}" for k, v in params.items() if k != "generator")
     return f"synthetic SOR benchmark ({params['generator']}): {settings} fingerprint={digest}"
@@ -92,13 +98,13 @@ def _is_cached(target, name, comment, counts):
     return True
 
 
-def _write_split(directory, name, split, count, seed, size, order, comment, progress):
-    height, width = size
+def _write_split(directory, name, split, count, seed, scene_args, comment, progress):
+    """``scene_args``: ``(height, width, order, min_objects)`` of :func:`render_scene`."""
     image_dir = os.path.join(directory, "images", split)
     os.makedirs(image_dir)
     records = []
     for index in tqdm(range(count), desc=f"{name} {split}", unit="img", disable=not progress):
-        scene = render_scene(seed, split, index, height, width, order)
+        scene = render_scene(seed, split, index, *scene_args)
         image_name = f"{name}_{split}_{index:06d}"
         ok, encoded = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         if not ok:
@@ -132,8 +138,11 @@ def make_synthetic_sor(
     force=False,
     progress=True,
     order="chain",
+    min_objects=1,
 ):
     """Write the synthetic dataset to ``{root}/{name}`` unless an identical one is there.
+
+    ``min_objects``: the fewest objects an image may hold (1..6; see :func:`render_scene`).
 
     Layout: ``{name}_{train,test}.json`` and ``images/{train,test}/{image_name}.jpg``. Everything
     is generated in a temporary directory next to the target and renamed into place, so the
@@ -151,9 +160,10 @@ def make_synthetic_sor(
     height, width = int(height), int(width)
     _check_params(name, counts, height, width)
     check_order(order)
+    min_objects = check_min_objects(min_objects)
     root = os.fspath(root)
     target = os.path.join(root, name)
-    comment = dataset_comment(name, seed, counts, height, width, order)
+    comment = dataset_comment(name, seed, counts, height, width, order, min_objects)
     if os.path.exists(target) and not force:
         if _is_cached(target, name, comment, counts):
             logger.info("Synthetic dataset %s is cached (%s)", target, comment)
@@ -168,9 +178,8 @@ def make_synthetic_sor(
         # mkdtemp creates the folder 0700; the dataset should get the mode of a plain mkdir.
         os.chmod(tmp_dir, 0o777 & ~current_umask())
         for split, count in counts.items():
-            _write_split(
-                tmp_dir, name, split, count, seed, (height, width), order, comment, progress
-            )
+            scene_args = (height, width, order, min_objects)
+            _write_split(tmp_dir, name, split, count, seed, scene_args, comment, progress)
         _swap_in(tmp_dir, target)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
