@@ -13,6 +13,7 @@ import functools
 import logging
 import multiprocessing
 import signal
+import threading
 
 __all__ = [
     "SIGTERM_EXIT_CODE",
@@ -68,8 +69,13 @@ def sigterm_deferred():
     """Hold back the ``SystemExit`` of a SIGTERM that arrives inside the block until it ends.
 
     Blocks may nest; the outermost one raises. Without :func:`exit_on_sigterm` installed this
-    changes nothing (the default action ends the process at once).
+    changes nothing (the default action ends the process at once). Only the main thread defers:
+    Python runs signal handlers there, and a SystemExit raised in another thread would end only
+    that thread.
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _state["deferring"] += 1
     try:
         yield

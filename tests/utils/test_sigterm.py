@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 
 import pytest
 
@@ -54,3 +55,18 @@ def test_an_error_in_the_deferred_block_still_ends_with_143(sigterm_handler):
             os.kill(os.getpid(), signal.SIGTERM)
             raise OSError("disk full")
     assert info.value.code == 143
+
+
+def test_a_write_in_another_thread_does_not_defer(sigterm_handler):
+    seen = []
+
+    def write():
+        with sigterm_deferred():
+            seen.append(dict(sigterm._state))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+    assert seen == [{"received": False, "deferring": 0, "pending": False}]
+    with pytest.raises(SystemExit):
+        os.kill(os.getpid(), signal.SIGTERM)
