@@ -2,6 +2,7 @@
 
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -70,3 +71,16 @@ def shared_dir():
 @pytest.fixture(scope="session")
 def parity_dir(shared_dir):
     return PARITY
+
+
+@pytest.fixture
+def sigterm_handler(monkeypatch):
+    """``exit_on_sigterm`` installed in this process with a fresh state; the previous SIGTERM
+    handler is restored afterwards."""
+    from seqrank.utils import sigterm
+
+    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(sigterm, "_state", {"received": False, "deferring": 0, "pending": False})
+    sigterm.exit_on_sigterm()
+    yield
+    signal.signal(signal.SIGTERM, previous)

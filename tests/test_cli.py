@@ -5,17 +5,7 @@ import signal
 
 import pytest
 
-from seqrank.cli import ConfigError, exit_on_sigterm, user_errors
-from seqrank.utils import sigterm
-
-
-@pytest.fixture
-def sigterm_handler(monkeypatch):
-    previous = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(sigterm, "_state", {"received": False, "deferring": 0, "pending": False})
-    exit_on_sigterm()
-    yield
-    signal.signal(signal.SIGTERM, previous)
+from seqrank.cli import ConfigError, user_errors
 
 
 class _FailsOnExit:

@@ -8,7 +8,6 @@ import stat
 import pytest
 import torch
 
-from seqrank.utils import sigterm
 from seqrank.utils.atomic_io import (
     atomic_torch_save,
     atomic_write,
@@ -18,7 +17,6 @@ from seqrank.utils.atomic_io import (
     json_bytes,
     remove_stale_temp_files,
 )
-from seqrank.utils.sigterm import exit_on_sigterm
 
 
 def test_written_file_gets_the_mode_of_a_plain_open(tmp_path):
@@ -61,15 +59,6 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
     assert len(in_use) == 1 and in_use[0].startswith(".out.bin.")
     assert (tmp_path / "out.bin").read_bytes() == b"new"
     assert sorted(os.listdir(tmp_path)) == sorted(others + [".dir.abcdefgh.tmp", "out.bin"])
-
-
-@pytest.fixture
-def sigterm_handler(monkeypatch):
-    previous = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(sigterm, "_state", {"received": False, "deferring": 0, "pending": False})
-    exit_on_sigterm()
-    yield
-    signal.signal(signal.SIGTERM, previous)
 
 
 def test_sigterm_during_a_write_ends_the_process_once_the_file_is_complete(

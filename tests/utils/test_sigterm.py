@@ -7,16 +7,7 @@ import threading
 import pytest
 
 from seqrank.utils import sigterm
-from seqrank.utils.sigterm import exit_on_sigterm, sigterm_deferred, sigterm_received
-
-
-@pytest.fixture
-def sigterm_handler(monkeypatch):
-    previous = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(sigterm, "_state", {"received": False, "deferring": 0, "pending": False})
-    exit_on_sigterm()
-    yield
-    signal.signal(signal.SIGTERM, previous)
+from seqrank.utils.sigterm import sigterm_deferred, sigterm_received
 
 
 def test_sigterm_raises_system_exit_143(sigterm_handler, caplog):
