@@ -126,9 +126,9 @@ def user_errors(prog, debug=False, also=(), exit_code=1):
         yield
     except BaseException as exc:
         if sigterm_received() and not _is_sigterm_exit(exc):
-            # The SystemExit of _stop can turn into another error while unwinding (torch.save's
-            # zip writer fails in its __exit__ when a record was cut short); the process still
-            # ends the way SIGTERM is documented to end it.
+            # Unwinding after SIGTERM can raise other errors (a data-loader worker that got the
+            # signal too, a clean-up that fails); the process still ends the way SIGTERM is
+            # documented to end it.
             logger.warning("Error while stopping after SIGTERM: %s", one_line(exc))
             raise SystemExit(SIGTERM_EXIT_CODE) from None
         if not isinstance(exc, (SeqRankUserError, *also)):

@@ -16,18 +16,25 @@ from tests.conftest import REPO, require_shared
 pytestmark = pytest.mark.e2e
 
 
-def _run(module, *args):
+def _bench(module, *args, timeout=600):
+    """Run ``benchmarks.<module>``; its stdout, after checking that it succeeded."""
     done = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{module}", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    last = done.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"ratio: \d+\.\d\d", last), done.stdout[-2000:]
     return done.stdout
+
+
+def _run(module, *args):
+    """:func:`_bench` for the scripts that end with a ``ratio:`` line."""
+    out = _bench(module, *args)
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"ratio: \d+\.\d\d", last), out[-2000:]
+    return out
 
 
 def test_bench_metrics_runs_and_checks_identical_results():
@@ -50,29 +57,17 @@ def test_bench_inference_filtered_run_still_reports_a_ratio():
 
 
 def test_bench_upload_memory_runs():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_upload_memory", "--uploads", "3", "--side", "300"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "HTTP [200]" in done.stdout and "GB peak" in done.stdout
+    out = _bench("bench_upload_memory", "--uploads", "3", "--side", "300", timeout=300)
+    assert "HTTP [200]" in out and "GB peak" in out
 
 
 def test_bench_compare_runs_three_methods_and_reports_the_total():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_compare", "--images", "6", "--height", "48",
-         "--width", "64", "--bootstrap", "20", "--workers", "1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = _bench(
+        "bench_compare", "--images", "6", "--height", "48", "--width", "64", "--bootstrap", "20",
+        "--workers", "1",
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "6 images x 3 methods" in done.stdout and "images/s" in done.stdout
-    assert re.fullmatch(r"total: \d+\.\d s", done.stdout.strip().splitlines()[-1])
+    assert "6 images x 3 methods" in out and "images/s" in out
+    assert re.fullmatch(r"total: \d+\.\d s", out.strip().splitlines()[-1])
 
 
 def test_bench_quick_schedule_variants_seeds_and_spread():
@@ -95,19 +90,11 @@ def test_bench_quick_schedule_variants_seeds_and_spread():
 
 
 def test_bench_memory_runs_every_stage_with_boolean_masks():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_memory", "--height", "90", "--width", "120",
-         "--objects", "12"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "120 x 90 photo, 12 objects, masks ['bool']" in done.stdout
+    out = _bench("bench_memory", "--height", "90", "--width", "120", "--objects", "12", timeout=300)
+    assert "120 x 90 photo, 12 objects, masks ['bool']" in out
     for stage in ("predictor", "terminal demo", "web demo"):
-        assert re.search(rf"^{stage}\s+\d+\s+\d+\s+[\d.]+$", done.stdout, re.M), done.stdout
-    assert re.fullmatch(r"peak: \d+", done.stdout.strip().splitlines()[-1]), done.stdout
+        assert re.search(rf"^{stage}\s+\d+\s+\d+\s+[\d.]+$", out, re.M), out
+    assert re.fullmatch(r"peak: \d+", out.strip().splitlines()[-1]), out
 
 
 def test_bench_eval_batch_runs_and_checks_identical_metrics():

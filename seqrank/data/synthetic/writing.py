@@ -177,8 +177,8 @@ def make_synthetic_sor(
     try:
         # mkdtemp creates the folder 0700; the dataset should get the mode of a plain mkdir.
         os.chmod(tmp_dir, 0o777 & ~current_umask())
+        scene_args = (height, width, order, min_objects)
         for split, count in counts.items():
-            scene_args = (height, width, order, min_objects)
             _write_split(tmp_dir, name, split, count, seed, scene_args, comment, progress)
         _swap_in(tmp_dir, target)
     except BaseException:
