@@ -52,8 +52,9 @@ class FRC(nn.Module):
 
     # Maps fused per pass. The 9-neighbour tensors of a whole res2 map (B x C x 9 x H x W, 370 MB
     # for an 800 x 800 input) were written and read about 15 times from memory; two maps' worth
-    # stays in cache (the neck 2.5-3.6x faster on a CPU, benchmarks/README.md). Every value is computed as before (each reduction
-    # over the 9 neighbours runs the same kernel on the same H x W layout): bit-identical output.
+    # stays in cache (the neck 2.5-3.6x faster on a CPU, benchmarks/README.md). Every value is
+    # computed as before (each reduction over the 9 neighbours runs the same kernel on the same
+    # H x W layout): bit-identical output.
     maps_per_pass = 2
 
     def __init__(self, in_dim, out_dim):
