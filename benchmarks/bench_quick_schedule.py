@@ -17,14 +17,16 @@ protocol ``seqrank``, each trained model and a randomly initialised model with t
 
 Usage (from the repository root)::
 
-    python -m benchmarks.bench_quick_schedule [--order chain|global] [--seeds 0,1,2] \
-        [--skip-train] [--threads N] [--config-file CFG] [KEY VALUE ...]
+    python -m benchmarks.bench_quick_schedule [--order chain|global] [--min-objects N] \
+        [--seeds 0,1,2] [--skip-train] [--threads N] [--config-file CFG] [KEY VALUE ...]
 
 ``--order`` picks the synthetic variant (``chain``: dataset ``synsor``; ``global``: dataset
-``synsor_global``; docs/SYNTHETIC.md); the default is the variant the config trains on.
+``synsor_global``; docs/SYNTHETIC.md) and ``--min-objects N`` its fewest objects per image
+(N > 1 adds ``_min<N>`` to the dataset name, e.g. ``synsor_global_min2``); the defaults are those
+of the dataset the config trains on.
 ``--seeds`` (default: the config's SEED) trains one model per seed (``SEED`` and the data-loader
 order change; the dataset stays the same); each run writes to ``OUTPUT_DIR`` when it is the
-config's own seed and variant, else to ``OUTPUT_DIR/<order>_seed<s>``. ``--skip-train``
+config's own seed and variant, else to ``OUTPUT_DIR/<variant>_seed<s>``. ``--skip-train``
 evaluates the ``model_final.pth`` of earlier runs.
 ``--threads`` (default 1) sets OMP_NUM_THREADS for the training subprocesses: with two threads
 this tiny model slows down about tenfold as soon as another process competes for the 2 cores
@@ -47,7 +49,7 @@ from detectron2.utils.logger import setup_logger
 
 import seqrank  # noqa: F401  (registers the model components)
 from seqrank.data import register_sor_datasets
-from seqrank.data.synthetic import make_synthetic_sor
+from seqrank.data.synthetic import make_synthetic_sor, parse_synthetic_id, synthetic_id
 from seqrank.engine import Trainer, build_cfg, fit_to_machine
 
 logger = logging.getLogger("seqrank.bench")
@@ -56,8 +58,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "configs/quick_schedules/synsor_tiny.yaml"
 # Same as: python -m scripts.make_synthetic_sor --root <DATASETS.ROOT> --name synsor --seed 0
 #              --num-train 600 --num-test 100 --size 128 [--order global --name synsor_global]
+#              [--min-objects 2 --name synsor_global_min2]
 DATASET = {"seed": 0, "num_train": 600, "num_test": 100, "height": 128}
-DATASET_NAMES = {"chain": "synsor", "global": "synsor_global"}
+ORDERS = ("chain", "global")
 SPEED_LINE = re.compile(r"Overall training speed: .*\(([0-9.]+) s / it\)")
 MIN_DIVISOR = 0.01
 
@@ -70,9 +73,16 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--order",
-        choices=sorted(DATASET_NAMES),
+        choices=ORDERS,
         help="synthetic variant: chain (dataset synsor) or global (synsor_global); default: the "
         "variant the config trains on (the quick schedule: global)",
+    )
+    parser.add_argument(
+        "--min-objects",
+        type=int,
+        metavar="N",
+        help="fewest objects per image (N > 1: dataset synsor[_global]_min<N>); default: that "
+        "of the config's dataset",
     )
     parser.add_argument(
         "--seeds",
@@ -106,13 +116,15 @@ def load_cfg(config_file, opts):
     return cfg
 
 
-def make_dataset(cfg, order):
+def make_dataset(cfg, variant):
     spec = dict(DATASET)
     size = spec.pop("height")
+    order, min_objects = variant
     return make_synthetic_sor(
         cfg.DATASETS.ROOT,
-        name=DATASET_NAMES[order],
+        name=synthetic_id(order, min_objects),
         order=order,
+        min_objects=min_objects,
         height=size,
         width=size,
         progress=False,
@@ -120,22 +132,32 @@ def make_dataset(cfg, order):
     )
 
 
-def variant_opts(order):
-    """Config overrides that train and test on the synthetic variant ``order``."""
-    name = DATASET_NAMES[order]
+def variant_opts(order, min_objects=1):
+    """Config overrides that train and test on the synthetic variant ``(order, min_objects)``."""
+    name = synthetic_id(order, min_objects)
     return ["DATASETS.TRAIN", f"('{name}_train',)", "DATASETS.TEST", f"('{name}_test',)"]
 
 
-def config_order(cfg):
-    """The synthetic variant a config trains on (``global`` for ``synsor_global_train``)."""
+def config_variant(cfg):
+    """``(order, min_objects)`` of the synthetic dataset a config trains on, e.g. ``("global",
+    2)`` for ``synsor_global_min2_train``; ``("chain", 1)`` for a name that is not synthetic."""
     train = cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else ""
-    return "global" if train.startswith(DATASET_NAMES["global"] + "_") else "chain"
+    try:
+        order, min_objects = parse_synthetic_id(train.rsplit("_", 1)[0])
+    except ValueError:
+        return "chain", 1
+    return order or "chain", min_objects
 
 
-def run_dir(cfg, order, seed, default_seed, default_order):
-    if order == default_order and seed == default_seed:
+def variant_label(variant):
+    order, min_objects = variant
+    return order if min_objects == 1 else f"{order}_min{min_objects}"
+
+
+def run_dir(cfg, variant, seed, default_seed, default_variant):
+    if variant == default_variant and seed == default_seed:
         return cfg.OUTPUT_DIR
-    return os.path.join(cfg.OUTPUT_DIR, f"{order}_seed{seed}")
+    return os.path.join(cfg.OUTPUT_DIR, f"{variant_label(variant)}_seed{seed}")
 
 
 def train(config_file, opts, threads):
@@ -176,7 +198,7 @@ def evaluate(cfg, weights, output_dir):
 
 def train_and_evaluate(args, config_file, base_opts, cfg, seed):
     """Train (unless ``--skip-train``) and evaluate one seed; returns its result line values."""
-    out = run_dir(cfg, args.order, seed, cfg.SEED, args.default_order)
+    out = run_dir(cfg, args.variant, seed, cfg.SEED, args.default_variant)
     opts = base_opts + ["SEED", str(seed), "OUTPUT_DIR", out]
     line = {"seed": seed}
     if not args.skip_train:
@@ -210,19 +232,24 @@ def main(argv=None):
     os.chdir(REPO)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    default_order = config_order(load_cfg(config_file, list(args.opts)))
-    args.order = args.order or default_order
-    args.default_order = default_order
-    base_opts = variant_opts(args.order) + list(args.opts)
+    args.default_variant = config_variant(load_cfg(config_file, list(args.opts)))
+    order = args.order or args.default_variant[0]
+    min_objects = args.default_variant[1] if args.min_objects is None else args.min_objects
+    args.variant = (order, min_objects)
+    try:
+        base_opts = variant_opts(order, min_objects) + list(args.opts)
+    except ValueError as exc:
+        sys.exit(f"bench_quick_schedule: error: --min-objects: {exc}")
     cfg = load_cfg(config_file, base_opts)
-    make_dataset(cfg, args.order)
+    make_dataset(cfg, args.variant)
     register_sor_datasets(cfg.DATASETS.ROOT, tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST))
 
     runs = [
         train_and_evaluate(args, config_file, base_opts, cfg, seed)
         for seed in (args.seeds or [cfg.SEED])
     ]
-    untrained = evaluate(cfg, "", os.path.join(cfg.OUTPUT_DIR, f"untrained_{args.order}"))
+    untrained_dir = os.path.join(cfg.OUTPUT_DIR, f"untrained_{variant_label(args.variant)}")
+    untrained = evaluate(cfg, "", untrained_dir)
     text = "".join(
         f"seed {r['seed']}: "
         + "  ".join(f"{k} {_finite(v):.4f}" for k, v in r.items() if k != "seed")

@@ -2,7 +2,8 @@
 
 1. generate the synthetic SOR benchmark(s) named by the config's DATASETS (cached under
    ``datasets/``): a dataset ``synsor_<split>`` is ``make_synthetic_sor --name synsor``,
-   ``synsor_global_<split>`` is ``--name synsor_global --order global`` (same for ``chain``);
+   ``synsor_global_<split>`` is ``--name synsor_global --order global`` (same for ``chain``), and
+   a ``_min<N>`` token adds ``--min-objects N`` (docs/SYNTHETIC.md);
 2. train the quick schedule (cached: ``output/<config name>/model_final.pth``, ``--retrain`` to
    train again); training ends by evaluating the test split: the metrics table is printed once
    and written to ``<test dataset>_metrics.json`` beside the model;
@@ -28,8 +29,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join("configs", "quick_schedules", "synsor_tiny.yaml")
-SYNTHETIC_PREFIX = "synsor"
-ORDERS = ("chain", "global")
 EXAMPLES = os.path.join(REPO, "demo", "examples")
 
 logger = logging.getLogger("seqrank.run_demo")
@@ -54,32 +53,36 @@ def _run(step, cmd, cwd=REPO):
 
 
 def synthetic_spec(dataset_name):
-    """``(name, order)`` for ``make_synthetic_sor`` of a ``<id>_<split>`` dataset name.
+    """``(name, order, min_objects)`` for ``make_synthetic_sor`` of a ``<id>_<split>`` dataset.
 
-    ``synsor_test`` -> ``("synsor", None)`` (the generator's default order); ``synsor_global_test``
-    -> ``("synsor_global", "global")``. Raises :class:`DemoError` for a non-synthetic name.
+    ``synsor_test`` -> ``("synsor", None, 1)`` (the generator's default order);
+    ``synsor_global_min2_test`` -> ``("synsor_global_min2", "global", 2)``. Raises
+    :class:`DemoError` for a non-synthetic name.
     """
+    from seqrank.data.synthetic import parse_synthetic_id
+
     dataset_id = dataset_name.rsplit("_", 1)[0] if "_" in dataset_name else dataset_name
-    if dataset_id != SYNTHETIC_PREFIX and not dataset_id.startswith(SYNTHETIC_PREFIX + "_"):
+    try:
+        order, min_objects = parse_synthetic_id(dataset_id)
+    except ValueError as exc:
         raise DemoError(
-            f"dataset {dataset_name!r} is not the synthetic benchmark ({SYNTHETIC_PREFIX}_*): "
-            "make demo only generates synthetic data; evaluate real data with train_net.py"
-        )
-    tokens = dataset_id.split("_")[1:]
-    orders = [t for t in tokens if t in ORDERS]
-    return dataset_id, (orders[0] if orders else None)
+            f"dataset {dataset_name!r}: {exc}: make demo only generates synthetic data; "
+            "evaluate real data with train_net.py"
+        ) from None
+    return dataset_id, order, min_objects
 
 
 def generation_commands(dataset_names, root, num_train=None, num_test=None):
     """One ``make_synthetic_sor`` command per synthetic dataset id among ``dataset_names``."""
     commands, seen = [], set()
     for name in dataset_names:
-        dataset_id, order = synthetic_spec(name)
+        dataset_id, order, min_objects = synthetic_spec(name)
         if dataset_id in seen:
             continue
         seen.add(dataset_id)
         cmd = [sys.executable, "-m", "scripts.make_synthetic_sor", "--root", root]
         cmd += ["--name", dataset_id] + (["--order", order] if order else [])
+        cmd += ["--min-objects", str(min_objects)] if min_objects != 1 else []
         cmd += ["--num-train", str(num_train)] if num_train else []
         cmd += ["--num-test", str(num_test)] if num_test else []
         commands.append(cmd)

@@ -76,15 +76,21 @@ def test_bench_quick_schedule_variants_seeds_and_spread():
     from benchmarks import bench_quick_schedule as bench
 
     quick = bench.load_cfg(str(REPO / bench.DEFAULT_CONFIG), [])
-    assert bench.config_order(quick) == "global"
+    assert bench.config_variant(quick) == ("global", 1)
     chain = bench.load_cfg(str(REPO / bench.DEFAULT_CONFIG), bench.variant_opts("chain"))
-    assert bench.config_order(chain) == "chain"
+    assert bench.config_variant(chain) == ("chain", 1)
     assert chain.DATASETS.TEST == ("synsor_test",)
-    assert bench.run_dir(quick, "global", 0, 0, "global") == quick.OUTPUT_DIR
-    assert bench.run_dir(quick, "chain", 0, 0, "global").endswith("chain_seed0")
-    assert bench.run_dir(quick, "global", 2, 0, "global").endswith("global_seed2")
+    two = bench.load_cfg(str(REPO / bench.DEFAULT_CONFIG), bench.variant_opts("global", 2))
+    assert two.DATASETS.TRAIN == ("synsor_global_min2_train",)
+    assert bench.config_variant(two) == ("global", 2)
+    g1, g2, c1 = ("global", 1), ("global", 2), ("chain", 1)
+    assert bench.run_dir(quick, g1, 0, 0, g1) == quick.OUTPUT_DIR
+    assert bench.run_dir(quick, c1, 0, 0, g1).endswith("chain_seed0")
+    assert bench.run_dir(quick, g1, 2, 0, g1).endswith("global_seed2")
+    assert bench.run_dir(quick, g2, 0, 0, g1).endswith("global_min2_seed0")
     args = bench.parse_args(["--order", "chain", "--seeds", "0,1,2", "SOLVER.MAX_ITER", "5"])
     assert (args.order, args.seeds, args.opts) == ("chain", [0, 1, 2], ["SOLVER.MAX_ITER", "5"])
+    assert args.min_objects is None and bench.parse_args(["--min-objects", "2"]).min_objects == 2
     line = bench.spread_line("top2", [0.5, 0.75, 0.625])
     assert line == "top2: 0.6250  min 0.5000  max 0.7500  spread 0.2500  seeds 3\n"
 

@@ -14,9 +14,11 @@ from scripts.run_demo import DemoError, generation_commands, synthetic_spec
 @pytest.mark.parametrize(
     "dataset, expected",
     [
-        ("synsor_test", ("synsor", None)),
-        ("synsor_global_train", ("synsor_global", "global")),
-        ("synsor_chain_test", ("synsor_chain", "chain")),
+        ("synsor_test", ("synsor", None, 1)),
+        ("synsor_global_train", ("synsor_global", "global", 1)),
+        ("synsor_chain_test", ("synsor_chain", "chain", 1)),
+        ("synsor_global_min2_test", ("synsor_global_min2", "global", 2)),
+        ("synsor_min3_train", ("synsor_min3", None, 3)),
     ],
 )
 def test_synthetic_spec_follows_the_dataset_name(dataset, expected):
@@ -24,8 +26,10 @@ def test_synthetic_spec_follows_the_dataset_name(dataset, expected):
 
 
 def test_real_datasets_are_refused():
-    with pytest.raises(DemoError, match="not the synthetic benchmark"):
+    with pytest.raises(DemoError, match="'assr_test': .* not a synthetic dataset name"):
         synthetic_spec("assr_test")
+    with pytest.raises(DemoError, match="min_objects must be between 1 and 6"):
+        synthetic_spec("synsor_global_min9_test")
 
 
 def test_one_generation_per_dataset_id():
@@ -36,7 +40,9 @@ def test_one_generation_per_dataset_id():
     assert cmd[cmd.index("--order") + 1] == "global"
     assert cmd[cmd.index("--num-train") + 1] == "8" and cmd[cmd.index("--root") + 1] == "data"
     plain = generation_commands(["synsor_train", "synsor_test"], "data")[0]
-    assert "--order" not in plain and "--num-train" not in plain
+    assert "--order" not in plain and "--num-train" not in plain and "--min-objects" not in plain
+    two = generation_commands(["synsor_global_min2_train"], "data")[0]
+    assert two[two.index("--min-objects") + 1] == "2" and two[two.index("--order") + 1] == "global"
 
 
 @pytest.mark.e2e

@@ -28,7 +28,7 @@ resampled until each of those areas is at least ``AREA_RATIO`` times the next on
 order is unambiguous.
 
 The package: :mod:`.rendering` draws the scenes, :mod:`.ordering` computes the attention order,
-:mod:`.writing` writes and registers the dataset.
+:mod:`.writing` writes and registers the dataset, :mod:`.naming` names the variants.
 
 Per image, the random stream is ``numpy.random.default_rng([seed, split_id, index])``, so every
 image depends only on (seed, split, index, height, width). N denotes the number of objects,
@@ -36,6 +36,7 @@ H x W the image size.
 """
 
 from ..annotations import mask_to_polygons, polygons_to_mask
+from .naming import parse_synthetic_id, synthetic_id
 from .ordering import (
     AREA_RATIO,
     CONTRAST_GAP,
@@ -68,8 +69,10 @@ __all__ = [
     "local_contrast",
     "make_synthetic_sor",
     "mask_to_polygons",
+    "parse_synthetic_id",
     "polygons_to_mask",
     "register_synthetic",
     "render_scene",
     "scene_to_record",
+    "synthetic_id",
 ]
