@@ -1,5 +1,8 @@
 """Names of the synthetic variants: the scripts generate the data a config's dataset names."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from seqrank.data.synthetic import parse_synthetic_id, synthetic_id
@@ -31,3 +34,20 @@ def test_bad_names_are_refused(bad):
 def test_bad_min_objects_is_refused():
     with pytest.raises(ValueError, match="between 1 and 6"):
         synthetic_id("global", 0)
+
+
+def test_the_name_does_not_change_the_data(tmp_path):
+    from seqrank.data.synthetic import make_synthetic_sor
+
+    folders = [
+        make_synthetic_sor(tmp_path, name=name, num_train=2, num_test=1, height=64, width=64,
+                           order="global", min_objects=2, progress=False)
+        for name in ("synsor_global_min2", "other")
+    ]  # fmt: skip
+    for split in ("train", "test"):
+        a, b = (sorted((Path(f) / "images" / split).iterdir()) for f in folders)
+        assert len(a) == len(b) > 0
+        assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+        records = [json.loads((Path(f) / f"{n}_{split}.json").read_text())["data"]
+                   for f, n in zip(folders, ("synsor_global_min2", "other"))]  # fmt: skip
+        assert [r["annotations"] for r in records[0]] == [r["annotations"] for r in records[1]]
