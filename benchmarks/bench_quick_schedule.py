@@ -49,7 +49,7 @@ from detectron2.utils.logger import setup_logger
 
 import seqrank  # noqa: F401  (registers the model components)
 from seqrank.data import register_sor_datasets
-from seqrank.data.synthetic import make_synthetic_sor, parse_synthetic_id, synthetic_id
+from seqrank.data.synthetic import ORDERS, make_synthetic_sor, parse_synthetic_id, synthetic_id
 from seqrank.engine import Trainer, build_cfg, fit_to_machine
 
 logger = logging.getLogger("seqrank.bench")
@@ -60,7 +60,6 @@ DEFAULT_CONFIG = "configs/quick_schedules/synsor_tiny.yaml"
 #              --num-train 600 --num-test 100 --size 128 [--order global --name synsor_global]
 #              [--min-objects 2 --name synsor_global_min2]
 DATASET = {"seed": 0, "num_train": 600, "num_test": 100, "height": 128}
-ORDERS = ("chain", "global")
 SPEED_LINE = re.compile(r"Overall training speed: .*\(([0-9.]+) s / it\)")
 MIN_DIVISOR = 0.01
 
